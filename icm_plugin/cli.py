@@ -1,0 +1,106 @@
+"""The `icm` command line: thin argparse layer over the package (lm-eval's `--model NAME --model_args` habits)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from icm_plugin.errors import ICMError
+
+
+def _add_label(sub: argparse._SubParsersAction) -> None:
+    from icm_plugin.search import ICMConfig
+
+    p = sub.add_parser("label", help="label a pool with ICM (no human labels)")
+    p.add_argument("--task", default="facts", help="built-in task: claims, comparisons, truthfulqa, gsm8k, alpaca, facts")
+    p.add_argument("--data", default=None, help="ICM .json/.jsonl file, a Hugging Face dataset name or local folder")
+    p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias gemma-3-270m / smollm2-135m")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--limit", type=int, default=None, help="keep about N examples (whole consistency groups)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=None, help="search steps (default: %s x pool size)" % ICMConfig.iterations_per_example)
+    p.add_argument("--rule", default=None, help="override the task's consistency rule: none, exactly_one, key, same_key")
+    p.add_argument("--alpha", type=float, default=None, help="weight of mutual predictability (paper: 50)")
+    p.add_argument("--clamp", default=None, help="jsonl of {id, label}: labels the search must keep (human corrections)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<model>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    for hook in _plugins():
+        hook.add_label_options(p)
+    p.set_defaults(func=_cmd_label)
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from icm_plugin.run import label_command
+
+    return label_command(args, plugins=_plugins())
+
+
+def _add_labels_to_hf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("labels-to-hf", help="turn a run folder into a datasets.Dataset saved with save_to_disk")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="folder for Dataset.save_to_disk")
+    p.set_defaults(func=_cmd_labels_to_hf)
+
+
+def _cmd_labels_to_hf(args: argparse.Namespace) -> int:
+    from icm_plugin.writers import labels_to_dataset
+
+    ds = labels_to_dataset(args.run_dir)
+    ds.save_to_disk(args.out)
+    print(f"saved {len(ds)} labelled examples to {args.out} (datasets.load_from_disk)")
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model-path", help="convert a model alias once and print its transformers folder")
+    p.add_argument("model", nargs="?", default="gemma-3-270m")
+    p.set_defaults(func=_cmd_model_path)
+
+
+def _cmd_model_path(args: argparse.Namespace) -> int:
+    from icm_plugin.models import resolve_model
+
+    print(resolve_model(args.model))
+    return 0
+
+
+def _plugins() -> list:
+    """Optional command groups living in sub-packages (Argilla, ...), each a module with add_commands()."""
+    mods = []
+    for name in ("icm_plugin.argilla.cli",):
+        try:
+            mods.append(__import__(name, fromlist=["add_commands"]))
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("icm_plugin"):
+                continue
+            raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_label(sub)
+    _add_labels_to_hf(sub)
+    _add_models(sub)
+    for plugin in _plugins():
+        plugin.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ICMError as err:
+        print(f"icm: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("icm: interrupted; re-run with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

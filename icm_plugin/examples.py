@@ -1,0 +1,79 @@
+"""The one example type of the package, and gold-label normalisation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+LABEL_WORDS = {0: "False", 1: "True"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One item of the pool.
+
+    ``label`` is the gold label (0/1) and is for evaluation only: the search never sees it
+    (``ICM.fit`` strips it with :meth:`without_gold`).
+    """
+
+    id: str
+    question: str
+    choice: str
+    choice_2: str | None = None
+    consistency_id: str | None = None
+    consistency_key: str | None = None
+    label: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def without_gold(self) -> Example:
+        return replace(self, label=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "question": self.question, "choice": self.choice}
+        for name in ("choice_2", "consistency_id", "consistency_key", "label"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Example:
+        return cls(
+            id=str(d["id"]),
+            question=d["question"],
+            choice=d["choice"],
+            choice_2=d.get("choice_2"),
+            consistency_id=d.get("consistency_id"),
+            consistency_key=d.get("consistency_key"),
+            label=d.get("label"),
+            metadata=d.get("metadata") or {},
+        )
+
+
+def content_id(*parts: Any) -> str:
+    """A stable id derived from content (never from position in the file)."""
+    blob = json.dumps([p for p in parts], ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
+
+
+_TRUE_STRINGS = {"true": 1, "false": 0, "1": 1, "0": 0}
+
+
+def normalize_label(value: Any) -> int:
+    """Map a gold label given as bool, 0/1 or "True"/"False" to 0/1.
+
+    Raises ValueError for anything else (the loader turns it into an ICMError naming the record).
+    """
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return int(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS:
+        return _TRUE_STRINGS[value.strip().lower()]
+    raise ValueError(f"label must be true/false, 0/1 or \"True\"/\"False\", got {value!r}")

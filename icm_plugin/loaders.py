@@ -1,0 +1,165 @@
+"""Loaders: ICM-format .json / .jsonl files and Hugging Face datasets -> list[Example].
+
+Every user mistake (missing field, bad label, bad line, duplicate id, empty pool) raises ICMError naming the
+file, the record (and line) and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example, content_id, normalize_label
+from icm_plugin.tasks import Task
+
+FACTS_RESOURCE = "facts.jsonl"
+
+
+def packaged_data_path(name: str = FACTS_RESOURCE) -> Path:
+    """Path of a data file shipped inside the package (the facts claims)."""
+    return Path(str(resources.files("icm_plugin").joinpath("data", name)))
+
+
+def _read_records(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (where, record) pairs; ``where`` names the record for error messages."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ICMError(f"{path}: line {lineno}: not valid JSON ({err.msg}); fix or remove that line") from None
+                if not isinstance(record, dict):
+                    raise ICMError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+                yield f"{path}: line {lineno}", record
+    elif path.is_file() and path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ICMError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            raise ICMError(f"{path}: expected a JSON list of records (ICM format), got {type(data).__name__}")
+        for n, record in enumerate(data):
+            if not isinstance(record, dict):
+                raise ICMError(f"{path}: record {n}: expected a JSON object, got {type(record).__name__}")
+            yield f"{path}: record {n}", record
+    elif path.is_file():
+        raise ICMError(f"{path}: unsupported file type {path.suffix!r}; use .json (a list) or .jsonl")
+    else:
+        yield from _read_hf(str(source))
+
+
+def _read_hf(name: str, split: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A Hugging Face dataset: a local ``save_to_disk`` folder, a local data folder, or a hub name."""
+    import datasets
+
+    if "::" in name:
+        name, split = name.split("::", 1)
+    path = Path(name)
+    try:
+        if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset(name)
+    except FileNotFoundError as err:
+        raise ICMError(f"{name}: no such file, folder or dataset ({err})") from None
+    except Exception as err:  # hub offline, bad repo id, ...
+        raise ICMError(f"{name}: could not load as a Hugging Face dataset: {err}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None:
+            split = "train" if "train" in ds else sorted(ds)[0]
+        if split not in ds:
+            raise ICMError(f"{name}: no split {split!r}; it has {sorted(ds)}")
+        ds = ds[split]
+    for n, record in enumerate(ds):
+        yield f"{name}: record {n}", dict(record)
+
+
+def _field(where: str, record: dict[str, Any], key: str, required: bool) -> Any:
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise ICMError(f"{where}: missing field {key!r}")
+        return None
+    if not isinstance(value, str | int | float):
+        raise ICMError(f"{where}: field {key!r} must be text or a number, got {type(value).__name__}")
+    return str(value)
+
+
+def examples_from_records(records: Iterable[tuple[str, dict[str, Any]]], task: Task, source: str) -> list[Example]:
+    """Map raw records onto Examples with ``task.fields``; validate; derive stable ids."""
+    examples: list[Example] = []
+    seen: dict[str, str] = {}
+    for where, record in records:
+        values: dict[str, Any] = {}
+        for target, key in task.fields.items():
+            values[target] = _field(where, record, key, required=target in task.required)
+        if task.key_from is not None:
+            values["consistency_key"] = task.key_from(record)
+        label = None
+        if "label" in record and record["label"] is not None:
+            try:
+                label = normalize_label(record["label"])
+            except ValueError as err:
+                raise ICMError(f"{where}: field 'label': {err}") from None
+        if record.get("id") is not None:
+            ex_id = str(record["id"])
+        else:
+            ex_id = content_id(values.get("question"), values.get("choice"), values.get("choice_2"),
+                               values.get("consistency_id"))
+        if ex_id in seen:
+            raise ICMError(f"{where}: duplicate id {ex_id!r} (also at {seen[ex_id]}); ids must be unique")
+        seen[ex_id] = where
+        examples.append(Example(id=ex_id, label=label, **values))
+    if not examples:
+        raise ICMError(f"{source}: no records: the pool is empty")
+    return examples
+
+
+def load_examples(source: str | Path | None, task: Task, limit: int | None = None) -> list[Example]:
+    """Load a pool for ``task`` from a file, a folder or a dataset name (default: the packaged facts).
+
+    ``limit`` keeps whole consistency groups, chosen by a hash of the group id (stable, order-free), until
+    at least ``limit`` examples are kept... never splitting a group.
+    """
+    if source is None:
+        if task.name != "facts":
+            raise ICMError(f"task {task.name!r} has no embedded data: pass --data FILE_OR_DATASET")
+        source = packaged_data_path()
+    examples = examples_from_records(_read_records(source), task, str(source))
+    if limit is not None:
+        examples = limit_pool(examples, limit)
+    return examples
+
+
+def group_key(ex: Example) -> str:
+    return ex.consistency_id if ex.consistency_id is not None else f"__single__{ex.id}"
+
+
+def limit_pool(examples: list[Example], limit: int) -> list[Example]:
+    """Keep at most ``limit`` examples, whole groups only, groups picked in a stable hashed order."""
+    if limit <= 0:
+        raise ICMError(f"--limit must be positive, got {limit}")
+    groups: dict[str, list[Example]] = {}
+    for ex in examples:
+        groups.setdefault(group_key(ex), []).append(ex)
+    order = sorted(groups, key=lambda g: hashlib.sha1(g.encode()).hexdigest())
+    kept: list[Example] = []
+    for g in order:
+        if len(kept) + len(groups[g]) > limit and kept:
+            continue
+        kept.extend(groups[g])
+        if len(kept) >= limit:
+            break
+    keep_ids = {e.id for e in kept}
+    return [e for e in examples if e.id in keep_ids]
