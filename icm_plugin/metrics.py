@@ -1,0 +1,56 @@
+"""Agreement of labels with gold, and the warning signs of a degenerate labelling."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from icm_plugin.examples import Example
+
+
+def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(gold)))
+
+
+def balanced_accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
+    """Mean per-class recall over the classes present in gold (0.5 for a one-class labelling of 2 classes)."""
+    p, g = np.asarray(pred), np.asarray(gold)
+    return float(np.mean([np.mean(p[g == c] == c) for c in np.unique(g)]))
+
+
+def label_balance(pred: Sequence[int]) -> dict[str, float]:
+    p = np.asarray(pred)
+    return {"true": int(p.sum()), "false": int(len(p) - p.sum()), "true_rate": float(p.mean()) if len(p) else 0.0}
+
+
+def collapsed(pred: Sequence[int], threshold: float = 0.95) -> bool:
+    """A labelling with (almost) only one class: the objective's trap."""
+    rate = float(np.mean(pred)) if len(pred) else 0.0
+    return rate >= threshold or rate <= 1 - threshold
+
+
+def slot_table(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, float]:
+    """True-rate of the labels by the example's position inside its consistency group (input order).
+
+    If labels follow the slot rather than the content (e.g. "the first candidate is True"), this shows it.
+    """
+    slots: dict[str, int] = {}
+    seen: dict[str, int] = defaultdict(int)
+    for ex in examples:
+        g = ex.consistency_id if ex.consistency_id is not None else ex.id
+        slots[ex.id] = seen[g]
+        seen[g] += 1
+    by_slot: dict[int, list[int]] = defaultdict(list)
+    for ex, y in zip(examples, pred, strict=True):
+        by_slot[slots[ex.id]].append(y)
+    return {f"slot_{s}": float(np.mean(v)) for s, v in sorted(by_slot.items())}
+
+
+def gold_report(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, float | None]:
+    """accuracy and balanced_accuracy against gold when every example has gold, else None."""
+    gold = [e.label for e in examples]
+    if any(g is None for g in gold):
+        return {"accuracy": None, "balanced_accuracy": None}
+    return {"accuracy": accuracy(pred, gold), "balanced_accuracy": balanced_accuracy(pred, gold)}

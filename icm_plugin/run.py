@@ -1,0 +1,155 @@
+"""`icm label`: load a pool, run the search, write the run folder. The glue between CLI and package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example, normalize_label
+from icm_plugin.loaders import load_examples
+from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.tasks import DEMO_SEPARATOR, Task, get_task
+from icm_plugin.writers import (
+    build_report,
+    plot_progress,
+    read_jsonl,
+    write_examples,
+    write_json,
+    write_jsonl,
+    write_labels,
+)
+
+
+def read_clamp_file(path: str | Path) -> dict[str, int]:
+    """Labels a search must keep: jsonl lines {"id": ..., "label": 0/1/true/false}."""
+    p = Path(path)
+    if not p.exists():
+        raise ICMError(f"{p}: clamp file not found")
+    out: dict[str, int] = {}
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ICMError(f"{p}: line {lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or "id" not in row:
+                raise ICMError(f"{p}: line {lineno}: missing field 'id'")
+            if "label" not in row:
+                raise ICMError(f"{p}: line {lineno}: missing field 'label'")
+            try:
+                out[str(row["id"])] = normalize_label(row["label"])
+            except ValueError as err:
+                raise ICMError(f"{p}: line {lineno}: field 'label': {err}") from None
+    return out
+
+
+def default_out(task: str, model: str, seed: int) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).name or model)
+    return Path("runs") / f"{task}-{slug}-seed{seed}"
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Refuse to overwrite an earlier run unless resuming it (nothing already written is lost)."""
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise ICMError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def clamp_effect(previous: Path | None, clamped: dict[str, int], examples: list[Example], labels: list[int]) -> dict[str, Any]:
+    """How the clamped labels changed the result, against an earlier run with the same seed (if given)."""
+    effect: dict[str, Any] = {"clamped": len(clamped), "clamped_differs_from_previous": None,
+                              "changed_by_clamp": None}
+    if previous is None:
+        return effect
+    prev_path = previous / "labels.jsonl"
+    if not prev_path.exists():
+        raise ICMError(f"{prev_path} not found: --compare-to needs a finished run folder")
+    prev = {r["id"]: int(r["label"]) for r in read_jsonl(prev_path)}
+    effect["clamped_differs_from_previous"] = sum(1 for i, y in clamped.items() if i in prev and prev[i] != y)
+    effect["changed_by_clamp"] = sum(1 for e, y in zip(examples, labels, strict=True)
+                                     if e.id not in clamped and e.id in prev and prev[e.id] != y)
+    return effect
+
+
+def build_config(args: argparse.Namespace) -> ICMConfig:
+    cfg = ICMConfig(seed=args.seed)
+    if args.iterations is not None:
+        cfg = replace(cfg, iterations=args.iterations)
+    if args.alpha is not None:
+        cfg = replace(cfg, alpha=args.alpha)
+    return cfg
+
+
+def load_pool(args: argparse.Namespace, task: Task, plugins: list) -> list[Example]:
+    for plugin in plugins:
+        pool = plugin.load_pool(args, task)
+        if pool is not None:
+            return pool
+    return load_examples(args.data, task, args.limit)
+
+
+def label_command(args: argparse.Namespace, plugins: list | None = None) -> int:
+    """Run `icm label` end to end; returns the exit code."""
+    from icm_plugin.models import load_model, model_display_name
+    from icm_plugin.scoring.registry import make_scorer
+
+    plugins = plugins or []
+    task = get_task(args.task)
+    examples = load_pool(args, task, plugins)
+    clamped = read_clamp_file(args.clamp) if args.clamp else {}
+    model_name = model_display_name(args.model)
+    out = Path(args.out) if args.out else default_out(task.name, model_name, args.seed)
+    prepare_out(out, args.resume)
+    cfg = build_config(args)
+    config_blob = {"task": task.name, "model": args.model, "data": args.data, "limit": args.limit,
+                   "rule": args.rule or task.rule_for(examples), "scorer": getattr(args, "scorer", "prefix"),
+                   "clamp": args.clamp, "hyperparameters": asdict(cfg)}
+    write_examples(out, examples)
+    write_json(out / "config.json", config_blob)
+
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    scorer = make_scorer(getattr(args, "scorer", "prefix"), model, tokenizer, task.label_words, DEMO_SEPARATOR)
+    icm = ICM(scorer, task, cfg, rule=args.rule)
+    print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} -> {out}")
+    icm.fit(examples, clamped=clamped, checkpoint=out / "checkpoint.json", resume=args.resume)
+
+    write_labels(out, examples, icm.labels_, icm.confidence_)
+    write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
+    base = {
+        "task": task.name, "model": model_name, "n": len(examples), "iterations": icm.n_iter_,
+        "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
+        "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_, "seconds": round(icm.seconds_, 2),
+        "token_forwards": icm.token_forwards_, "seed": args.seed, "alpha": cfg.alpha,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    compare = Path(args.compare_to) if getattr(args, "compare_to", None) else None
+    base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
+    report = build_report(out, examples, base)
+    write_json(out / "report.json", report)
+    plot_progress(out, examples, icm.history_)
+    write_jsonl(out / "history.jsonl", icm.history_)
+    for plugin in plugins:
+        plugin.after_label(args, out)
+    _print_summary(out, report)
+    return 0
+
+
+def _print_summary(out: Path, report: dict[str, Any]) -> None:
+    acc, bacc = report.get("accuracy"), report.get("balanced_accuracy")
+    line = (f"icm: done: n={report['n']} U={report['U']:.3f} inconsistencies={report['inconsistencies']} "
+            f"{report['seconds']:.0f}s {report['token_forwards']} token-forwards")
+    if acc is not None:
+        line += f"; vs gold: accuracy={acc:.3f} balanced_accuracy={bacc:.3f}"
+    print(line)
+    if report.get("collapsed_to_one_class"):
+        print("icm: WARNING: the labelling collapsed to (almost) one class; see report.json")
+    print(f"icm: labels:  {out / 'labels.jsonl'}")
+    print(f"icm: report:  {out / 'report.json'}  (plot: {out / 'progress.png'})")

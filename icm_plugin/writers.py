@@ -1,0 +1,133 @@
+"""Sinks for a finished search: the run folder (labels, conflicts, report, plot) and datasets.Dataset.
+
+Writers never call the model. Files are written to a temporary name and renamed, so a crash never leaves
+a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.metrics import collapsed, gold_report, label_balance, slot_table
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ICMError(f"{path}: line {lineno}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def write_examples(out: Path, examples: Sequence[Example]) -> None:
+    write_jsonl(out / "examples.jsonl", (e.to_dict() for e in examples))
+
+
+def write_labels(out: Path, examples: Sequence[Example], labels: Sequence[int], confidence: Sequence[float]) -> None:
+    rows = []
+    for ex, y, c in zip(examples, labels, confidence, strict=True):
+        row: dict[str, Any] = {"id": ex.id, "label": int(y), "confidence": round(float(c), 6)}
+        if ex.label is not None:
+            row["gold"] = ex.label
+        rows.append(row)
+    write_jsonl(out / "labels.jsonl", rows)
+
+
+def build_report(out: Path, examples: Sequence[Example], base: dict[str, Any]) -> dict[str, Any]:
+    """report.json: search figures plus metrics computed from labels.jsonl as written."""
+    rows = {r["id"]: r for r in read_jsonl(out / "labels.jsonl")}
+    pred = [int(rows[e.id]["label"]) for e in examples]
+    report = dict(base)
+    report.update(gold_report(examples, pred))
+    report["label_balance"] = label_balance(pred)
+    report["collapsed_to_one_class"] = collapsed(pred)
+    report["true_rate_by_slot"] = slot_table(examples, pred)
+    return report
+
+
+def accuracy_curve(examples: Sequence[Example], history: Sequence[dict[str, Any]]) -> list[float | None]:
+    """Accuracy of the labelled part against gold after each step (replaying the accepted changes)."""
+    gold = [e.label for e in examples]
+    if any(g is None for g in gold):
+        return []
+    labels: dict[int, int] = {}
+    curve: list[float | None] = []
+    for h in history:
+        for i, y in h.get("changes", {}).items():
+            labels[int(i)] = y
+        done = [(y, gold[i]) for i, y in labels.items() if y is not None]
+        curve.append(sum(a == b for a, b in done) / len(done) if done else None)
+    return curve
+
+
+def plot_progress(out: Path, examples: Sequence[Example], history: Sequence[dict[str, Any]]) -> Path:
+    """progress.png: U, inconsistencies and (with gold) accuracy of the labelled part over the steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = list(range(len(history)))
+    acc = accuracy_curve(examples, history)
+    rows = 3 if acc else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 2.2 * rows), sharex=True)
+    axes[0].plot(steps, [h["U"] for h in history], color="tab:blue")
+    axes[0].set_ylabel("U")
+    axes[1].plot(steps, [h["I"] for h in history], color="tab:red")
+    axes[1].set_ylabel("inconsistencies")
+    if acc:
+        axes[2].plot(steps, [a if a is not None else float("nan") for a in acc], color="tab:green")
+        axes[2].set_ylabel("accuracy (labelled)")
+        axes[2].set_ylim(0, 1)
+    axes[-1].set_xlabel("search step")
+    fig.suptitle("ICM search")
+    fig.tight_layout()
+    path = out / "progress.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def labels_to_dataset(run_dir: str | Path):
+    """A datasets.Dataset of the run's examples with ICM's label and confidence (gold kept as ``gold``)."""
+    import datasets
+
+    run = Path(run_dir)
+    for name in ("examples.jsonl", "labels.jsonl"):
+        if not (run / name).exists():
+            raise ICMError(f"{run / name} not found: is {run} a finished `icm label` run folder?")
+    labels = {r["id"]: r for r in read_jsonl(run / "labels.jsonl")}
+    rows = []
+    for ex in read_jsonl(run / "examples.jsonl"):
+        lab = labels.get(ex["id"])
+        if lab is None:
+            raise ICMError(f"{run / 'labels.jsonl'}: no label for example id {ex['id']!r}")
+        row = {k: ex.get(k) for k in ("id", "question", "choice", "choice_2", "consistency_id", "consistency_key")}
+        row["consistency_id"] = None if row["consistency_id"] is None else str(row["consistency_id"])
+        row.update(label=int(lab["label"]), confidence=float(lab["confidence"]), gold=ex.get("label"))
+        rows.append(row)
+    return datasets.Dataset.from_list(rows)
