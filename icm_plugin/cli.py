@@ -19,7 +19,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--limit", type=int, default=None, help="keep about N examples (whole consistency groups)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help="search steps (default: %s x pool size)" % ICMConfig.iterations_per_example)
+    p.add_argument("--iterations", type=int, default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")
     p.add_argument("--rule", default=None, help="override the task's consistency rule: none, exactly_one, key, same_key")
     p.add_argument("--alpha", type=float, default=None, help="weight of mutual predictability (paper: 50)")
     p.add_argument("--clamp", default=None, help="jsonl of {id, label}: labels the search must keep (human corrections)")

@@ -17,7 +17,7 @@ import numpy as np
 
 from icm_plugin.consistency import ConsistencyRule
 from icm_plugin.examples import Example
-from icm_plugin.scoring.base import ScoreRequest, Scorer
+from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
 
 Labels = Sequence[int | None]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from icm_plugin.scoring.base import ScoreRequest, Scorer
+from icm_plugin.scoring.base import Scorer, ScoreRequest
 
 
 class ScriptedScorer(Scorer):

@@ -4,6 +4,6 @@
 scorer; ``prefix`` shares KV caches across requests whose demonstrations share a prefix.
 """
 
-from icm_plugin.scoring.base import ScoreRequest, Scorer
+from icm_plugin.scoring.base import Scorer, ScoreRequest
 
 __all__ = ["ScoreRequest", "Scorer"]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from icm_plugin.errors import ICMError
-from icm_plugin.scoring.base import ScoreRequest, Scorer
+from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.scoring.tokens import PromptTokens
 
 
