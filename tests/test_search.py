@@ -1,0 +1,168 @@
+"""The search logic, with a scripted scorer: gold blindness, ConsistencyFix, clamps, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scripted import ScriptedScorer
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.metrics import accuracy
+from icm_plugin.objective import evaluate
+from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.tasks import get_task
+
+TASK = get_task("facts")
+
+
+def pool(n_groups: int = 12, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    out = []
+    for g in range(n_groups):
+        pair = [(f"right{g}", 1), (f"wrong{g}", 0)]
+        rng.shuffle(pair)
+        for slot, (ans, y) in enumerate(pair):
+            out.append(Example(id=f"g{g}-{slot}", question=f"Question {g}?", choice=ans, consistency_id=f"g{g}",
+                               consistency_key=ans, label=y))
+    return out
+
+
+def truth(examples):
+    return {TASK.prompt(e): e.label for e in examples}
+
+
+def fit(examples, scorer=None, **cfg):
+    scorer = scorer or ScriptedScorer(truth(examples), strength=1.0, herd=1.0)
+    return ICM(scorer, TASK, ICMConfig(**cfg)).fit(examples, progress=False)
+
+
+def test_finds_the_consistent_truth_with_a_knowing_scorer():
+    exs = pool()
+    icm = fit(exs, seed=1)
+    assert accuracy(icm.labels_, [e.label for e in exs]) == 1.0
+    assert icm.inconsistencies_ == 0
+    assert len(icm.labels_) == len(exs) and all(0.5 < c <= 1 for c in icm.confidence_)
+
+
+def test_gold_never_changes_the_result():
+    exs = pool()
+    scorer_truth = truth(exs)  # what the scripted "model" knows; independent of the gold field
+    shuffled_gold = [e.label for e in exs]
+    random.Random(7).shuffle(shuffled_gold)
+    exs_shuffled = [replace(e, label=g) for e, g in zip(exs, shuffled_gold, strict=True)]
+    exs_none = [e.without_gold() for e in exs]
+    runs = [ICM(ScriptedScorer(scorer_truth, herd=1.0), TASK, ICMConfig(seed=3)).fit(p, progress=False)
+            for p in (exs, exs_shuffled, exs_none)]
+    assert runs[0].labels_ == runs[1].labels_ == runs[2].labels_
+    assert runs[0].U_ == runs[1].U_ == runs[2].U_
+
+
+def test_same_seed_same_labels_other_seed_other_path():
+    exs = pool()
+    a, b, c = fit(exs, seed=5), fit(exs, seed=5), fit(exs, seed=6)
+    assert a.labels_ == b.labels_ and a.history_ == b.history_
+    assert a.history_ != c.history_
+
+
+def test_consistency_fix_never_lowers_u():
+    exs = pool(16)
+    # a scorer with a strong herd effect: repairs often cost predictability
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.3, herd=6.0), seed=2)
+    assert icm.conflicts_, "this setting should meet violations"
+    scorer = ScriptedScorer(truth(exs), strength=0.3, herd=6.0)
+    probe = ICM(scorer, TASK, ICMConfig(seed=2))
+    probe.fit(exs, progress=False)  # sets up rule/order/memo
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        labels = [int(x) if rng.random() < 0.7 else None for x in rng.integers(0, 2, len(exs))]
+        before = probe._evaluate(labels)
+        fixed, after, records = probe._consistency_fix(labels, before, touched=None, iteration=0)
+        assert after.U >= before.U - 1e-12
+        recomputed = evaluate(scorer, TASK, probe._rule, probe._pool, fixed, probe._order, 50.0)
+        assert after.U == pytest.approx(recomputed.U)
+        assert all(r["resolution"] in ("repaired", "kept") for r in records)
+
+
+def test_consistency_fix_repairs_when_it_pays():
+    exs = pool(4)
+    scorer = ScriptedScorer(truth(exs), strength=2.0)
+    icm = ICM(scorer, TASK, ICMConfig(seed=0))
+    icm.fit(exs, progress=False)
+    labels = [1] * len(exs)  # every pair True/True
+    before = icm._evaluate(labels)
+    fixed, after, records = icm._consistency_fix(labels, before, touched=None, iteration=0)
+    assert after.inconsistencies == 0 and after.U > before.U
+    assert fixed == [e.label for e in exs]
+    assert {r["resolution"] for r in records} == {"repaired"}
+
+
+def test_clamped_labels_are_kept_even_against_the_model():
+    exs = pool()
+    wrong = {exs[0].id: 1 - exs[0].label, exs[5].id: 1 - exs[5].label}
+    icm = ICM(ScriptedScorer(truth(exs), strength=2.0), TASK, ICMConfig(seed=1)).fit(exs, clamped=wrong, progress=False)
+    index = {e.id: i for i, e in enumerate(exs)}
+    for ex_id, y in wrong.items():
+        assert icm.labels_[index[ex_id]] == y
+    assert icm.clamped_ == wrong
+
+
+def test_clamped_unknown_id_is_a_clear_error():
+    with pytest.raises(ICMError, match="not in the pool"):
+        ICM(ScriptedScorer({}), TASK).fit(pool(2), clamped={"nope": 1}, progress=False)
+
+
+def test_resume_from_checkpoint_gives_identical_result(tmp_path):
+    exs = pool()
+    full = fit(exs, seed=4)
+    ck = tmp_path / "checkpoint.json"
+    cfg = ICMConfig(seed=4)
+    steps = []
+
+    def stop_after_10(step):
+        steps.append(step)
+        if len(steps) == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ICM(ScriptedScorer(truth(exs), herd=1.0), TASK, cfg).fit(exs, checkpoint=ck, on_step=stop_after_10, progress=False)
+    assert json.loads(ck.read_text())["iteration"] == 10
+    resumed = ICM(ScriptedScorer(truth(exs), herd=1.0), TASK, cfg).fit(exs, checkpoint=ck, resume=True, progress=False)
+    assert resumed.labels_ == full.labels_
+    assert resumed.history_ == full.history_
+    assert resumed.U_ == full.U_
+
+
+def test_resume_refuses_a_checkpoint_of_another_pool(tmp_path):
+    exs = pool()
+    ck = tmp_path / "checkpoint.json"
+    ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=0, iterations=3)).fit(exs, checkpoint=ck, progress=False)
+    other = pool(5)
+    with pytest.raises(ICMError, match="different pool"):
+        ICM(ScriptedScorer(truth(other)), TASK, ICMConfig(seed=0, iterations=3)).fit(other, checkpoint=ck, resume=True, progress=False)
+
+
+def test_sampling_prefers_partly_labelled_groups():
+    exs = pool(20)
+    icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=0, iterations=1))
+    icm.fit(exs, progress=False)
+    labels = [None] * len(exs)
+    labels[0] = 1  # group g0 is partly labelled; its other member should dominate the draws
+    rng = np.random.default_rng(0)
+    draws = [icm._sample(rng, labels) for _ in range(2000)]
+    share = draws.count(1) / len(draws)
+    assert share == pytest.approx(100 / (100 + len(exs) - 1), abs=0.03)
+
+
+def test_without_consistency_a_herding_model_collapses():
+    # the objective's trap: with no rule, a strong herd effect wins over weak knowledge
+    exs = pool(12)
+    scorer = ScriptedScorer(truth(exs), strength=0.2, herd=8.0)
+    no_rule = ICM(scorer, TASK, ICMConfig(seed=0), rule="none").fit(exs, progress=False)
+    with_rule = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0)).fit(exs, progress=False)
+    assert len(set(no_rule.labels_)) == 1
+    assert with_rule.inconsistencies_ < no_rule.inconsistencies_ or len(set(with_rule.labels_)) == 2
