@@ -1,0 +1,5 @@
+import sys
+
+from icm_plugin.lmeval.cli import main
+
+sys.exit(main())
