@@ -1,0 +1,179 @@
+"""`icm push`: a finished run into Argilla as suggestions to review, plus its flagged conflicts.
+
+Record ids are the example ids (conflict records: a hash of rule + member ids), and Argilla's bulk upsert
+matches on them, so pushing again updates the records in place: no duplicates, human responses kept, and an
+interrupted push re-run ends with exactly one record per example. Every record is built and checked before
+anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import argilla as rg
+
+from icm_plugin.argilla.client import argilla_errors, find_dataset, workspace_name
+from icm_plugin.argilla.run_folder import RunFolder
+from icm_plugin.argilla.schema import (
+    CONFLICT_SUFFIX,
+    QUESTION,
+    RULE_TEXT,
+    conflict_settings,
+    label_values,
+    plain_text,
+    prompt_fields,
+    review_settings,
+    schema_problems,
+)
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import content_id
+
+BATCH_SIZE = 200
+
+
+@dataclass(frozen=True)
+class PushResult:
+    dataset: str
+    workspace: str
+    records: int
+    conflicts: int
+    stale: int  # records in the dataset that this run does not have (kept: they may hold human answers)
+    url: str
+
+
+def agent_name(model: str) -> str:
+    return f"icm/{model}"
+
+
+def review_records(run: RunFolder) -> list[rg.Record]:
+    """One record per example: prompt fields, ICM's label as a Suggestion scored by its confidence."""
+    values = label_values(run.task)
+    fields = prompt_fields(run.task)
+    flagged = run.flagged_ids
+    with_key = run.task.key_from is not None or "consistency_key" in run.task.fields
+    records = []
+    for ex in run.examples:
+        metadata = {
+            "consistency_group": ex.consistency_id if ex.consistency_id is not None else ex.id,
+            "confidence": round(run.confidence[ex.id], 4),
+            "in_flagged_pair": "yes" if ex.id in flagged else "no",
+        }
+        if with_key and ex.consistency_key is not None:
+            metadata["consistency_key"] = ex.consistency_key
+        record_fields = {}
+        for f in fields:
+            text = getattr(ex, f.slot)
+            if text is None or not str(text).strip():
+                raise ICMError(f"{run.path / 'examples.jsonl'}: example {ex.id!r} has no {f.slot!r}, "
+                               f"which the {run.task.name!r} prompt shows")
+            record_fields[f.name] = plain_text(str(text))
+        records.append(rg.Record(
+            id=ex.id,
+            fields=record_fields,
+            metadata=metadata,
+            suggestions=[rg.Suggestion(question_name=QUESTION, value=values[run.labels[ex.id]],
+                                       score=round(run.confidence[ex.id], 4), agent=agent_name(run.model))],
+        ))
+    return records
+
+
+def _label_text(values: tuple[str, ...], label: int | None) -> str:
+    return "unlabelled" if label is None else values[int(label)]
+
+
+def conflict_records(run: RunFolder) -> list[rg.Record]:
+    """One record per flagged group (repeats across iterations merged; the last resolution shown)."""
+    values = label_values(run.task)
+    by_id = {e.id: e for e in run.examples}
+    fields = prompt_fields(run.task)
+    merged: dict[tuple[str, tuple[str, ...]], tuple[dict, int]] = {}
+    for c in run.conflicts:
+        ids = tuple(str(i) for i in c.get("ids", []))
+        if len(ids) < 2 or any(i not in by_id for i in ids):
+            continue
+        key = (str(c.get("rule", "")), tuple(sorted(ids)))
+        merged[key] = (c, merged.get(key, (None, 0))[1] + 1)
+
+    def describe(ex_id: str, c: dict) -> str:
+        ex = by_id[ex_id]
+        lines = [f"id: {ex_id}"] + [f"{f.title}: {getattr(ex, f.slot)}" for f in fields]
+        before = c.get("labels_before", {}).get(ex_id)
+        after = c.get("labels_after", {}).get(ex_id)
+        lines.append(f"ICM's label when flagged: {_label_text(values, before)}; after its fix: "
+                     f"{_label_text(values, after)}; final: {values[run.labels[ex_id]]} "
+                     f"(confidence {run.confidence[ex_id]:.2f})")
+        return plain_text("\n".join(lines))
+
+    records = []
+    for (rule, _), (c, times) in merged.items():
+        ids = [str(i) for i in c["ids"]]
+        group = by_id[ids[0]].consistency_id
+        rule_text = RULE_TEXT.get(rule, rule)
+        header = f"{rule_text}\nrule: {rule}" + (f"; group: {group}" if group else "")
+        header = plain_text(header)
+        header += f"\nflagged {times} time(s); last at iteration {c.get('iteration')}: {c.get('resolution')}"
+        record_fields = {"rule": header, "example_1": describe(ids[0], c), "example_2": describe(ids[1], c)}
+        if len(ids) > 2:
+            record_fields["others"] = "\n\n".join(describe(i, c) for i in ids[2:])
+        records.append(rg.Record(
+            id="conflict-" + content_id(rule, sorted(ids)),
+            fields=record_fields,
+            metadata={"rule_broken": rule, "resolution": str(c.get("resolution", "unresolved")), "times_flagged": times,
+                      "example_1_id": ids[0], "example_2_id": ids[1]},
+            suggestions=[
+                rg.Suggestion(question_name=f"label_{n}", value=values[run.labels[i]],
+                              score=round(run.confidence[i], 4), agent=agent_name(run.model))
+                for n, i in ((1, ids[0]), (2, ids[1]))
+            ],
+        ))
+    return records
+
+
+def ensure_dataset(client: rg.Argilla, name: str, workspace: str, settings: rg.Settings) -> rg.Dataset:
+    """The dataset ``name`` with ``settings``: created if missing, checked if it exists (ICMError if it does not fit)."""
+    ds = find_dataset(client, name, workspace)
+    if ds is not None and ds._model.status == "draft":
+        # a create that died before publishing: it holds no records
+        ds.delete()
+        ds = None
+    if ds is None:
+        return rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create()
+    problems = schema_problems(ds.settings, settings)
+    if problems:
+        raise ICMError(f"dataset {name!r} in workspace {workspace!r} exists but does not fit this task: "
+                       f"{'; '.join(problems)}. Push to another --dataset name, or delete it in Argilla")
+    return ds
+
+
+def push_run(client: rg.Argilla, run: RunFolder, name: str, workspace: str | None = None,
+             echo: Callable[[str], None] = print) -> PushResult:
+    """Create or update ``name`` (review) and ``name-conflicts``; returns counts. Raises ICMError."""
+    url = client.api_url
+    records = review_records(run)
+    conflicts = conflict_records(run)
+    review = review_settings(client, run.task, run.model, run.rule, name)
+    flagged = conflict_settings(client, run.task, run.rule, name)
+    with argilla_errors(url, f"pushing {run.path} to dataset {name!r}"):
+        ws = workspace_name(client, workspace)
+        # check both datasets before writing to either
+        for ds_name, settings in ((name, review), (name + CONFLICT_SUFFIX, flagged)):
+            existing = find_dataset(client, ds_name, ws)
+            if existing is not None and existing._model.status != "draft":
+                problems = schema_problems(existing.settings, settings)
+                if problems:
+                    raise ICMError(f"dataset {ds_name!r} in workspace {ws!r} exists but does not fit task "
+                                   f"{run.task.name!r}: {'; '.join(problems)}. Push to another --dataset name, "
+                                   "or delete it in Argilla")
+        ds = ensure_dataset(client, name, ws, review)
+        ds.records.log(records, batch_size=BATCH_SIZE)
+        echo(f"icm: pushed {len(records)} records to {name!r} (workspace {ws!r})")
+        cds = ensure_dataset(client, name + CONFLICT_SUFFIX, ws, flagged)
+        if conflicts:
+            cds.records.log(conflicts, batch_size=BATCH_SIZE)
+        echo(f"icm: pushed {len(conflicts)} flagged group(s) to {name + CONFLICT_SUFFIX!r}")
+        ours = {r.id for r in records}
+        stale = sum(1 for r in ds.records(batch_size=500) if r.id not in ours)
+    if stale:
+        echo(f"icm: note: {stale} record(s) in {name!r} are not in this run (kept; they may hold answers)")
+    return PushResult(name, ws, len(records), len(conflicts), stale, url)

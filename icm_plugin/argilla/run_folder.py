@@ -1,0 +1,74 @@
+"""Read the run folder `icm label` writes (examples, labels, conflicts, report, config), checked as a whole."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.tasks import Task, get_task
+from icm_plugin.writers import read_jsonl
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A finished ICM run: the pool, its labels (0/1) and confidences, and the groups flagged by the rule."""
+
+    path: Path
+    task: Task
+    model: str
+    rule: str
+    examples: list[Example]
+    labels: dict[str, int]
+    confidence: dict[str, float]
+    conflicts: list[dict[str, Any]]
+
+    @property
+    def flagged_ids(self) -> set[str]:
+        return {str(i) for c in self.conflicts for i in c.get("ids", [])}
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunFolder:
+        """Raises ICMError naming the file when the folder is not a finished run."""
+        root = Path(path)
+        if not root.is_dir():
+            raise ICMError(f"{root}: no such run folder (the --out of `icm label`)")
+        for name in ("examples.jsonl", "labels.jsonl"):
+            if not (root / name).exists():
+                raise ICMError(f"{root / name} not found: {root} is not a finished `icm label` run")
+        report = _read_json(root / "report.json")
+        config = _read_json(root / "config.json")
+        task_name = report.get("task") or config.get("task")
+        if not task_name:
+            raise ICMError(f"{root}: neither report.json nor config.json names the task")
+        task = get_task(task_name)
+        model = str(report.get("model") or Path(str(config.get("model") or "unknown")).name)
+        rule = str(report.get("rule") or config.get("rule") or task.rule)
+        examples = [Example.from_dict(d) for d in read_jsonl(root / "examples.jsonl")]
+        labels: dict[str, int] = {}
+        confidence: dict[str, float] = {}
+        for n, row in enumerate(read_jsonl(root / "labels.jsonl"), start=1):
+            if "id" not in row or row.get("label") not in (0, 1):
+                raise ICMError(f"{root / 'labels.jsonl'}: line {n}: needs \"id\" and \"label\" 0 or 1")
+            labels[str(row["id"])] = int(row["label"])
+            confidence[str(row["id"])] = float(row.get("confidence", 0.5))
+        missing = [e.id for e in examples if e.id not in labels]
+        if missing:
+            raise ICMError(f"{root / 'labels.jsonl'}: no label for {len(missing)} example(s), e.g. {missing[0]!r}; "
+                           "is the run finished?")
+        conflicts_path = root / "conflicts.jsonl"
+        conflicts = read_jsonl(conflicts_path) if conflicts_path.exists() else []
+        return cls(root, task, model, rule, examples, labels, confidence, conflicts)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ICMError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,181 @@
+"""How a task's examples look in Argilla: dataset settings for review and for flagged conflicts.
+
+Fields follow the task's prompt template: each ``Caption: {slot}`` line becomes a TextField named after its
+caption ("Question", "Claim", "Response 1", ...), and the template's last line ("I think this claim is")
+titles the LabelQuestion whose labels are the task's label words.
+
+Record text is untrusted. Every field is ``use_markdown=False``, but Argilla 2.8's UI still puts such a field
+into an iframe as HTML, with scripts on and the page's origin (checked: an ``<img onerror=...>`` in a record
+changes the parent page), so ``plain_text`` escapes ``& < >`` in everything pushed: it shows as typed, runs never.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+import argilla as rg
+
+from icm_plugin.tasks import Task
+
+QUESTION = "label"  # the LabelQuestion of a review dataset
+CONFLICT_SUFFIX = "-conflicts"
+EXAMPLE_SLOTS = ("question", "choice", "choice_2")
+
+_SLOT_LINE = re.compile(r"^(?P<caption>[^:{}]+):\s*\{(?P<slot>question|choice|choice_2)\}\s*$")
+
+GUIDELINES = """\
+These records were labelled by **Internal Coherence Maximization** (ICM, Wen et al. 2025): the language model
+`{model}` labelled the whole pool by itself, choosing labels that make each example predictable from the others
+and that break no logical rule of the task ({rule}). Nobody has checked them yet.
+
+* The pre-selected answer on each record is ICM's **suggestion**; its **score** is ICM's confidence (0 to 1)
+  that the label is right. Low scores are the first place to look.
+* Metadata filters: `confidence`, `consistency_group` (examples that constrain each other), and
+  `in_flagged_pair` (`yes` when the search found the example breaking a rule together with another one; the
+  companion dataset `{conflicts}` shows those pairs side by side).
+* **Submit** the label you believe is right, whether or not it agrees with the suggestion. Only submitted
+  answers count: `icm pull` reads them (not drafts, not discarded records) and `icm label --clamp` re-runs ICM
+  with them fixed, so a few corrections can improve the rest.
+"""
+
+CONFLICT_GUIDELINES = """\
+Each record is a group of examples that broke the task's rule together at some point of the ICM search
+(`{rule}`), with the labels ICM gave them before and after its fix. Say which label is right for each
+example; submitted answers are read back by `icm pull --dataset {name}` like those of the main dataset.
+"""
+
+RULE_TEXT = {
+    "exactly_one": "Exactly one of these examples should be True (they answer the same question).",
+    "key:same_key_same_label": "These examples reach the same final answer, so they must get the same label.",
+    "key:different_keys_not_both_true": "These examples reach different final answers, so they cannot both be True.",
+    "none": "No rule.",
+}
+
+
+def plain_text(text: str) -> str:
+    """Untrusted text as Argilla's UI should show it: HTML-escaped, so it displays literally and never runs."""
+    return html.escape(text, quote=False)
+
+
+@dataclass(frozen=True)
+class PromptField:
+    slot: str  # Example attribute: question, choice or choice_2
+    name: str  # Argilla field name
+    title: str
+
+
+def prompt_fields(task: Task) -> list[PromptField]:
+    """The example's slots in the order and with the captions of the task's prompt."""
+    out = []
+    for line in task.template.splitlines():
+        m = _SLOT_LINE.match(line)
+        if m:
+            caption = m["caption"].strip()
+            name = re.sub(r"[^a-z0-9]+", "_", caption.lower()).strip("_") or m["slot"]
+            out.append(PromptField(m["slot"], name, caption))
+    found = {f.slot for f in out}
+    # a template whose slots are not on "Caption: {slot}" lines still gets one field per slot
+    for slot in EXAMPLE_SLOTS:
+        if slot not in found and "{" + slot + "}" in task.template:
+            out.append(PromptField(slot, slot, slot.replace("_", " ").capitalize()))
+    return out
+
+
+def label_values(task: Task) -> tuple[str, ...]:
+    """Argilla label values indexed by ICM label (0, 1): the task's label words without spaces."""
+    return tuple(w.strip() for w in task.label_words)
+
+
+def question_title(task: Task) -> str:
+    last = task.template.strip().splitlines()[-1].strip()
+    return last if "{" not in last else "Label"
+
+
+def claim_lines(task: Task) -> str:
+    """Fixed lines of the prompt other than the slots and the last one, e.g. the comparison's claim."""
+    lines = task.template.strip().splitlines()[:-1]
+    return "\n".join(line for line in lines if "{" not in line)
+
+
+def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, dataset_name: str) -> rg.Settings:
+    """Settings of the dataset `icm push` writes: prompt fields, one LabelQuestion, filterable metadata."""
+    values = label_values(task)
+    description = "ICM's suggestion is pre-selected; its score is ICM's confidence."
+    if claim_lines(task):
+        description = claim_lines(task) + "\n" + description
+    metadata = [
+        rg.TermsMetadataProperty(client=client, name="consistency_group", title="Consistency group"),
+        rg.FloatMetadataProperty(client=client, name="confidence", title="ICM confidence", min=0.0, max=1.0),
+        rg.TermsMetadataProperty(client=client, name="in_flagged_pair", title="In a flagged pair", options=["yes", "no"]),
+    ]
+    if task.key_from is not None or "consistency_key" in task.fields:
+        metadata.append(rg.TermsMetadataProperty(client=client, name="consistency_key", title="Consistency key"))
+    return rg.Settings(
+        guidelines=GUIDELINES.format(model=model, rule=rule, conflicts=dataset_name + CONFLICT_SUFFIX),
+        fields=[rg.TextField(client=client, name=f.name, title=f.title, use_markdown=False) for f in prompt_fields(task)],
+        questions=[rg.LabelQuestion(client=client, name=QUESTION, title=question_title(task), description=description,
+                                    labels={v: v for v in reversed(values)})],
+        metadata=metadata,
+    )
+
+
+def conflict_settings(client: rg.Argilla, task: Task, rule: str, dataset_name: str) -> rg.Settings:
+    """Settings of NAME-conflicts: two examples side by side (more in `others`), one label question each."""
+    values = label_values(task)
+    labels = {v: v for v in reversed(values)}
+    return rg.Settings(
+        guidelines=CONFLICT_GUIDELINES.format(rule=rule, name=dataset_name),
+        fields=[
+            rg.TextField(client=client, name="rule", title="Rule broken", use_markdown=False),
+            rg.TextField(client=client, name="example_1", title="Example 1", use_markdown=False),
+            rg.TextField(client=client, name="example_2", title="Example 2", use_markdown=False),
+            rg.TextField(client=client, name="others", title="Other examples in the group", use_markdown=False, required=False),
+        ],
+        questions=[
+            rg.LabelQuestion(client=client, name="label_1", title=f"Example 1: {question_title(task)}", labels=labels),
+            rg.LabelQuestion(client=client, name="label_2", title=f"Example 2: {question_title(task)}", labels=labels),
+            rg.TextQuestion(client=client, name="others_labels", title="Other examples (one `id: label` per line)",
+                            required=False, use_markdown=False),
+        ],
+        metadata=[
+            rg.TermsMetadataProperty(client=client, name="rule_broken", title="Rule broken"),
+            rg.TermsMetadataProperty(client=client, name="resolution", title="ICM's last resolution",
+                                     options=["repaired", "kept", "unresolved"]),
+            rg.IntegerMetadataProperty(client=client, name="times_flagged", title="Times flagged"),
+            rg.TermsMetadataProperty(client=client, name="example_1_id", title="Example 1 id"),
+            rg.TermsMetadataProperty(client=client, name="example_2_id", title="Example 2 id"),
+        ],
+    )
+
+
+def is_conflict_dataset(settings: rg.Settings) -> bool:
+    names = {q.name for q in settings.questions}
+    return {"label_1", "label_2"} <= names and {"example_1_id", "example_2_id"} <= {m.name for m in settings.metadata}
+
+
+def schema_problems(existing: rg.Settings, wanted: rg.Settings) -> list[str]:
+    """Why records built for ``wanted`` cannot go into a dataset with ``existing`` settings (empty: they can)."""
+    problems = []
+    have_fields = {f.name for f in existing.fields}
+    for f in wanted.fields:
+        if f.name not in have_fields:
+            problems.append(f"no field {f.name!r}")
+    extra = [f.name for f in existing.fields if f.required and f.name not in {w.name for w in wanted.fields}]
+    if extra:
+        problems.append(f"required fields this task does not fill: {', '.join(extra)}")
+    have_q = {q.name: q for q in existing.questions}
+    for q in wanted.questions:
+        if q.name not in have_q:
+            problems.append(f"no question {q.name!r}")
+        elif getattr(q, "labels", None) is not None and set(getattr(have_q[q.name], "labels", None) or []) != set(q.labels):
+            problems.append(f"question {q.name!r} has labels {sorted(have_q[q.name].labels or [])}, "
+                            f"this task needs {sorted(q.labels)}")
+    have_m = {m.name: m for m in existing.metadata}
+    for m in wanted.metadata:
+        if m.name not in have_m:
+            problems.append(f"no metadata property {m.name!r}")
+        elif type(have_m[m.name]) is not type(m):
+            problems.append(f"metadata {m.name!r} is a {type(have_m[m.name]).__name__}, needs a {type(m).__name__}")
+    return problems
