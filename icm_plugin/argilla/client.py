@@ -3,7 +3,8 @@
 Where the server is: `--api-url/--api-key`, else `ARGILLA_API_URL`/`ARGILLA_API_KEY`, else the local stack
 of `icm argilla up` when it is running. The key is never written anywhere by this package.
 Retries: httpx-retries' `RetryTransport` retries idempotent requests (GET, PUT: record upserts are PUTs)
-on 429/5xx and on dropped connections, with exponential backoff.
+on 429/5xx and on connections dropped mid-request, with exponential backoff (about 4 s in all). A refused
+connection is retried only twice at once by httpx itself, so an unreachable server is reported at once.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from httpx_retries import Retry, RetryTransport
 
 from icm_plugin.errors import ICMError
 
-RETRY = Retry(total=5, backoff_factor=0.3, status_forcelist=[429, 500, 502, 503, 504])
+RETRY = Retry(
+    total=4,
+    backoff_factor=0.25,
+    status_forcelist=[429, 500, 502, 503, 504],
+    retry_on_exceptions=[httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout, httpx.ReadError,
+                         httpx.WriteError, httpx.RemoteProtocolError],
+)
 TIMEOUT_S = 60
 
 
 def _retrying_transport() -> RetryTransport:
-    return RetryTransport(transport=httpx.HTTPTransport(), retry=RETRY)
+    return RetryTransport(transport=httpx.HTTPTransport(retries=2), retry=RETRY)
 
 
 def resolve_server(api_url: str | None = None, api_key: str | None = None, home: str | None = None) -> tuple[str, str]:

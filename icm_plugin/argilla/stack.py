@@ -318,6 +318,8 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # as uvicorn binds: a port left in TIME_WAIT by our own last server is free to reuse
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
