@@ -189,13 +189,13 @@ class ICM:
                              "labels": labels, "cur": cur}
         y = self._propose(i, labels, cur)
         record["proposed"] = y
-        if labels[i] == y:
+        if labels[i] == y and not self._rule.violations(labels, {i}):
             rng.random()  # keep one draw per step so the stream is the same whatever happens
             return record | {"accepted": False, "U": cur.U, "P": cur.mutual_predictability,
                              "I": cur.inconsistencies, "labelled": _count(labels), "changes": {},
                              "labels": labels, "cur": cur}
         new = list(labels)
-        new[i] = y
+        new[i] = y  # (unchanged when the step only revisits a group left inconsistent earlier)
         new_eval = self._evaluate(new)
         new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=it)
         ok = accept(new_eval.U - cur.U, t, rng)
