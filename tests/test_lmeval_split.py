@@ -1,0 +1,62 @@
+"""The pool/test split behind the icm_* lm-eval tasks: by consistency group, deterministic, order-free."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from icm_plugin.examples import Example
+from icm_plugin.lmeval import is_test_group, split_pool
+from icm_plugin.lmeval.sources import LMEVAL_TASKS, load_task_examples
+from icm_plugin.loaders import group_key
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icm"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA}")
+
+
+def _examples(n_groups: int, per_group: int = 3) -> list[Example]:
+    return [Example(id=f"g{g}-{i}", question=f"q{g}", choice=f"c{i}", consistency_id=f"g{g}")
+            for g in range(n_groups) for i in range(per_group)]
+
+
+def test_split_never_puts_a_group_on_both_sides():
+    pool, test = split_pool(_examples(200))
+    assert pool and test
+    assert not {group_key(e) for e in pool} & {group_key(e) for e in test}
+    assert len(pool) + len(test) == 600
+
+
+def test_split_is_independent_of_order_and_of_other_groups():
+    examples = _examples(100)
+    shuffled = examples[:]
+    random.Random(3).shuffle(shuffled)
+    _, test_a = split_pool(examples)
+    _, test_b = split_pool(shuffled)
+    _, test_c = split_pool(examples[:30])  # fewer groups: the kept ones stay where they were
+    assert {e.id for e in test_a} == {e.id for e in test_b}
+    assert {e.id for e in test_c} == {e.id for e in test_a if e.id in {x.id for x in examples[:30]}}
+
+
+def test_split_is_pinned():
+    # a changed salt or hash would silently re-split every pool that a labels file was made on
+    groups = ["capital-france", "0", "1", "2", "3", "4", "5", "6"]
+    assert [is_test_group(g) for g in groups] == [False, True, False, False, False, True, False, False]
+    assert sum(is_test_group(f"g{i}") for i in range(2000)) in range(900, 1100)
+
+
+def test_examples_without_group_split_by_id():
+    singles = [Example(id=f"x{i}", question="q", choice=f"c{i}") for i in range(100)]
+    pool, test = split_pool(singles)
+    assert pool and test and len(pool) + len(test) == 100
+
+
+@needs_data
+@pytest.mark.parametrize("task", LMEVAL_TASKS)
+def test_real_task_splits_are_disjoint_and_both_sides_used(task):
+    examples = load_task_examples(task, DATA)
+    pool, test = split_pool(examples)
+    assert not {group_key(e) for e in pool} & {group_key(e) for e in test}
+    assert not {e.id for e in pool} & {e.id for e in test}
+    assert 0.3 < len(test) / len(examples) < 0.7
