@@ -17,7 +17,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias gemma-3-270m / smollm2-135m")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--limit", type=int, default=None, help="keep about N examples (whole consistency groups)")
+    p.add_argument("--limit", type=int, default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 32 unless given; 0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")
     p.add_argument("--rule", default=None, help="override the task's consistency rule: none, exactly_one, key, same_key")

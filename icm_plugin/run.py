@@ -26,6 +26,10 @@ from icm_plugin.writers import (
 )
 
 
+# the embedded default job: 32 of the 520 packaged claims, so it finishes in minutes on 2 CPU cores
+EMBEDDED_FACTS_LIMIT = 32
+
+
 def read_clamp_file(path: str | Path) -> dict[str, int]:
     """Labels a search must keep: jsonl lines {"id": ..., "label": 0/1/true/false}."""
     p = Path(path)
@@ -93,7 +97,10 @@ def load_pool(args: argparse.Namespace, task: Task, plugins: list) -> list[Examp
         pool = plugin.load_pool(args, task)
         if pool is not None:
             return pool
-    return load_examples(args.data, task, args.limit)
+    limit = args.limit
+    if limit is None and args.data is None and task.name == "facts":
+        limit = EMBEDDED_FACTS_LIMIT
+    return load_examples(args.data, task, limit or None)
 
 
 def label_command(args: argparse.Namespace, plugins: list | None = None) -> int:

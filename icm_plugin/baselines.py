@@ -1,0 +1,33 @@
+"""Label sets to compare ICM against: zero-shot predictions (per claim, and the per-group argmax)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from icm_plugin.examples import Example
+from icm_plugin.scoring.base import ScoreRequest, Scorer
+from icm_plugin.tasks import Task
+
+
+def zero_shot_scores(scorer: Scorer, task: Task, examples: Sequence[Example]) -> np.ndarray:
+    """log p(label word | prompt) with no demonstrations, shape (n, 2)."""
+    return scorer.label_logprobs([ScoreRequest((), task.prompt(e)) for e in examples])
+
+
+def zero_shot_labels(scores: np.ndarray) -> list[int]:
+    """Each claim True when the model prefers " True"."""
+    return [int(s[1] > s[0]) for s in scores]
+
+
+def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example]) -> list[int]:
+    """Per consistency group, the candidate with the highest p(True) is True, the others False."""
+    margin = scores[:, 1] - scores[:, 0]
+    best: dict[str, int] = {}
+    for i, e in enumerate(examples):
+        g = e.consistency_id if e.consistency_id is not None else e.id
+        if g not in best or margin[i] > margin[best[g]]:
+            best[g] = i
+    chosen = set(best.values())
+    return [int(i in chosen) for i in range(len(examples))]
