@@ -191,7 +191,9 @@ class LocalStack:
         creds = self.credentials()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in ("data", "logs", "redis"):
-            self._path(sub).mkdir(exist_ok=True)
+            # the SQLite file holds the users' API keys: only this user may read it
+            self._path(sub).mkdir(exist_ok=True, mode=0o700)
+            os.chmod(self._path(sub), 0o700)
 
         previous = self._state().get("port")
         port = port or int(os.environ.get("ICM_ARGILLA_PORT", 0)) or previous or DEFAULT_PORT

@@ -124,6 +124,10 @@ def test_clamped_rerun_keeps_the_human_label(client, dataset_name, server_args, 
 
     records = {r.id: r for r in ds.records(with_suggestions=True, with_responses=True)}
     assert len(records) == 8  # re-pushed in place
+    api_key = server_args[server_args.index("--api-key") + 1]
+    for path in (tmp_path / "run1").iterdir():
+        if path.is_file():
+            assert api_key not in path.read_text(errors="replace"), f"API key written to {path}"
     assert records[ex_id].suggestions["label"].value == ["False", "True"][human]
     assert [r.value for r in records[ex_id].responses["label"]] == [["False", "True"][human]]
 
@@ -157,3 +161,13 @@ def test_data_survives_down_and_up_and_the_index_is_rebuilt(client, argilla_stac
     flagged = ds.records(query=rg.Query(filter=rg.Filter(("metadata.in_flagged_pair", "==", "yes"))))
     assert sorted(r.id for r in flagged) == ["q2-2", "q2-3", "q3-4", "q3-5"]
     assert sorted(r.id for r in ds.records(query="Paris")) == ["q1-0"]
+
+
+def test_logs_never_hold_a_secret(argilla_stack):
+    stack, _ = argilla_stack
+    secrets = {k: v for k, v in vars(stack.credentials()).items() if k != "username"}
+    for log in (stack.home / "logs").iterdir():
+        text = log.read_text(errors="replace")
+        leaked = [name for name, value in secrets.items() if value in text]
+        assert not leaked, f"{log} holds {leaked}"
+    assert oct((stack.home / "credentials.json").stat().st_mode & 0o777) == "0o600"
