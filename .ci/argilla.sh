@@ -18,9 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python - <<'PY' || python -m pip install -q "argilla==2.8.0" "httpx-retries>=0.4" "playwright>=1.40"
+python - <<'PY' || python -m pip install -q "argilla>=2.8,<2.9" "httpx-retries>=0.6,<1" "playwright>=1.40"
 import importlib.metadata as md
-assert md.version("argilla") == "2.8.0"
+assert md.version("argilla").startswith("2.8.")
 import httpx_retries, playwright  # noqa: F401
 PY
 

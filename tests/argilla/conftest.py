@@ -78,18 +78,18 @@ def argilla_stack(tmp_path_factory: pytest.TempPathFactory):
     """The real local stack, started once per session with `icm argilla up` in a temporary home (the server
     venv is shared: $ICM_ARGILLA_VENV or the default home's) and stopped with `icm argilla down`."""
     home = tmp_path_factory.mktemp("argilla-home")
-    env = {"ICM_ARGILLA_VENV": os.environ.get("ICM_ARGILLA_VENV") or str(default_home() / "venv")}
-    os.environ.update(env)  # LocalStack(home) in tests must find the same venv
-    t0 = time.monotonic()
-    up = icm("argilla", "up", "--home", str(home), env=env)
-    assert up.returncode == 0, up.stdout + up.stderr
-    print(f"\n`icm argilla up` took {time.monotonic() - t0:.1f} s")
-    stack = LocalStack(home)
-    info = stack.status()
-    assert info is not None
-    yield stack, stack.status()
-    down = icm("argilla", "down", "--home", str(home), env=env)
-    assert down.returncode == 0, down.stdout + down.stderr
+    venv = os.environ.get("ICM_ARGILLA_VENV") or str(default_home() / "venv")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICM_ARGILLA_VENV", venv)  # `icm argilla ...` children and LocalStack(home) use one venv
+        t0 = time.monotonic()
+        up = icm("argilla", "up", "--home", str(home))
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"\n`icm argilla up` took {time.monotonic() - t0:.1f} s")
+        stack = LocalStack(home)
+        assert stack.status() is not None
+        yield stack, stack.status()
+        down = icm("argilla", "down", "--home", str(home))
+        assert down.returncode == 0, down.stdout + down.stderr
 
 
 @pytest.fixture
