@@ -64,8 +64,11 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace):
-    from icm_plugin.argilla.client import connect
-
+    try:
+        from icm_plugin.argilla.client import connect
+    except ModuleNotFoundError as err:
+        raise ICMError(f"the Argilla commands need the package {err.name!r}: pip install 'argilla>=2.8,<2.9' "
+                       "httpx-retries (or run .ci/argilla.sh)") from None
     return connect(getattr(args, "api_url", None), getattr(args, "api_key", None))
 
 

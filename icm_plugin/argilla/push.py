@@ -133,7 +133,7 @@ def conflict_records(run: RunFolder) -> list[rg.Record]:
 def ensure_dataset(client: rg.Argilla, name: str, workspace: str, settings: rg.Settings) -> rg.Dataset:
     """The dataset ``name`` with ``settings``: created if missing, checked if it exists (ICMError if it does not fit)."""
     ds = find_dataset(client, name, workspace)
-    if ds is not None and ds._model.status == "draft":
+    if ds is not None and ds._model.status == "draft":  # the SDK has no public status attribute
         # a create that died before publishing: it holds no records
         ds.delete()
         ds = None

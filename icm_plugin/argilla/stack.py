@@ -246,7 +246,7 @@ class LocalStack:
         return self.status()  # type: ignore[return-value]
 
     def _spawn(self, name: str, argv: list[str], env: dict, state: dict) -> None:
-        log = open(self._path(f"logs/{name}.log"), "w")  # noqa: SIM115 (the child owns it)
+        log = open(self._path(f"logs/{name}.log"), "w")  # the child keeps its own copy of the descriptor
         with log:
             proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.home, start_new_session=True)

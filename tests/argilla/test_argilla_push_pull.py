@@ -106,6 +106,18 @@ def test_interrupted_push_rerun_ends_with_one_record_per_example(client, run_dir
     assert sorted(records) == sorted(e.id for e in RunFolder.read(run_dir).examples)
 
 
+def test_push_that_died_while_creating_the_dataset_is_redone(client, run_dir, dataset_name):
+    from argilla._resource import Resource
+
+    draft = rg.Dataset(name=dataset_name, workspace="argilla", client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="question", client=client)],
+        questions=[rg.LabelQuestion(name="label", labels=["True", "False"], client=client)]))
+    Resource.create(draft)  # the first step of Dataset.create: a draft without fields, never published
+    assert find_dataset(client, dataset_name, "argilla")._model.status == "draft"
+    push_run(client, RunFolder.read(run_dir), dataset_name, **QUIET)
+    assert len(_records(client, dataset_name)) == 6
+
+
 def test_pull_returns_submitted_answers_only(client, run_dir, dataset_name, tmp_path, server_args, capsys):
     push_run(client, RunFolder.read(run_dir), dataset_name, **QUIET)
     _answer(client, dataset_name, "q1-1", "True", "submitted")
