@@ -1,0 +1,88 @@
+"""Cost of one evaluation of mutual predictability P(D): reference vs prefix-sharing scorer, side by side.
+
+    python benchmarks/scoring.py [--sizes 16 32 64] [--large] [--model gemma-3-270m] [--dtype float32]
+
+For each n: token-forwards and wall seconds of both scorers on the same leave-one-out requests (the
+divide-and-conquer demonstration order), their ratio, the max |difference| of the per-example
+log-probabilities, the spread a different demonstration order causes (another seed's order), and the raw
+forward throughput of the model (one long forward) with the fast scorer's achieved tokens/s as a fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from icm_plugin.loaders import load_examples
+from icm_plugin.models import load_model
+from icm_plugin.objective import loo_requests
+from icm_plugin.scoring.prefix import PrefixSharingScorer
+from icm_plugin.scoring.reference import ReferenceScorer
+from icm_plugin.tasks import get_task
+
+
+def raw_throughput(model, tokenizer, n_tokens: int = 1024) -> float:
+    ids = torch.tensor([[tokenizer.bos_token_id or 0] + list(range(1000, 1000 + n_tokens - 1))])
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(3):
+            t = time.perf_counter()
+            model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            best = min(best, time.perf_counter() - t)
+    return n_tokens / best
+
+
+def timed(scorer, reqs):
+    before = scorer.token_forwards
+    t = time.perf_counter()
+    out = scorer.label_logprobs(reqs)
+    return out, scorer.token_forwards - before, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--large", action="store_true", help="add n = 128 and 256")
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--skip-reference-above", type=int, default=10**9, help="estimate the reference from token counts above this n")
+    args = ap.parse_args()
+    sizes = args.sizes + ([128, 256] if args.large else [])
+    task = get_task("facts")
+    model, tok = load_model(args.model, dtype=args.dtype)
+    raw = raw_throughput(model, tok)
+    print(f"model {args.model} ({args.dtype}), torch threads {torch.get_num_threads()}; raw forward: {raw:.0f} tokens/s (1024-token forward)")
+    print("| n | reference tokens | reference s | fast tokens | fast s | token ratio | time ratio | max abs diff (nats) | order spread (nats) | fast tok/s | % of raw |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        examples = load_examples(None, task, n)
+        rng = np.random.default_rng(n)
+        labels = [int(y) for y in rng.integers(0, 2, len(examples))]
+        order = [int(i) for i in rng.permutation(len(examples))]
+        _, reqs = loo_requests(task, examples, labels, order)
+        fast = PrefixSharingScorer(model, tok, task.label_words)
+        b, fast_tokens, fast_s = timed(fast, reqs)
+        other_order = [int(i) for i in np.random.default_rng(n + 1).permutation(len(examples))]
+        _, reqs2 = loo_requests(task, examples, labels, other_order)
+        labelled2 = [i for i in other_order if labels[i] is not None]
+        b2 = dict(zip(labelled2, timed(fast, reqs2)[0], strict=True))
+        labelled = [i for i in order if labels[i] is not None]
+        spread = max(abs(b[k][labels[i]] - b2[i][labels[i]]) for k, i in enumerate(labelled))
+        if n <= args.skip_reference_above:
+            ref = ReferenceScorer(model, tok, task.label_words)
+            a, ref_tokens, ref_s = timed(ref, reqs)
+            diff = f"{np.abs(a - b).max():.2e}"
+        else:
+            ref_tokens = sum(len(ReferenceScorer(model, tok, task.label_words).tokens.full(r)) for r in reqs)
+            ref_s = ref_tokens / raw
+            diff = "n/a (estimated)"
+        print(f"| {len(examples)} | {ref_tokens} | {ref_s:.1f} | {fast_tokens} | {fast_s:.1f} | {ref_tokens / fast_tokens:.1f}x "
+              f"| {ref_s / fast_s:.1f}x | {diff} | {spread:.3f} | {fast_tokens / fast_s:.0f} | {100 * fast_tokens / fast_s / raw:.0f}% |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
