@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from icm_plugin.examples import Example
-from icm_plugin.scoring.base import ScoreRequest, Scorer
+from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
 
 

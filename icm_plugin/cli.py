@@ -22,6 +22,8 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")
     p.add_argument("--rule", default=None, help="override the task's consistency rule: none, exactly_one, key, same_key")
     p.add_argument("--alpha", type=float, default=None, help="weight of mutual predictability (paper: 50)")
+    p.add_argument("--force-repair", action=argparse.BooleanOptionalAction, default=None,
+                   help="repair every violation a step's new label introduces even when that lowers U (default: on)")
     p.add_argument("--clamp", default=None, help="jsonl of {id, label}: labels the search must keep (human corrections)")
     p.add_argument("--compare-to", default=None, help="earlier run folder (same seed): report how many labels the clamps changed")
     p.add_argument("--scorer", default="prefix", help="prefix (shared KV caches, default) or reference (one prompt each)")

@@ -25,7 +25,6 @@ from icm_plugin.writers import (
     write_labels,
 )
 
-
 # the embedded default job: 32 of the 520 packaged claims, so it finishes in minutes on 2 CPU cores
 EMBEDDED_FACTS_LIMIT = 32
 
@@ -89,6 +88,8 @@ def build_config(args: argparse.Namespace) -> ICMConfig:
         cfg = replace(cfg, iterations=args.iterations)
     if args.alpha is not None:
         cfg = replace(cfg, alpha=args.alpha)
+    if getattr(args, "force_repair", None) is not None:
+        cfg = replace(cfg, force_repair=args.force_repair)
     return cfg
 
 

@@ -39,6 +39,11 @@ class ICMConfig:
     num_seed: K, examples given random (balanced) labels before the search starts.
     iterations: search steps; None means ``iterations_per_example`` x pool size.
     consistency_fix_steps: violations ConsistencyFix tries to repair per step.
+    force_repair: True (default): a violation the step's own new label introduced is always repaired, with
+        the best-U consistent assignment, and the annealing rule judges the repaired labelling against the
+        labelling the step started from; every other repair is taken only if U does not fall. False:
+        ConsistencyFix never lowers U at all, and a model biased to one label collapses the labelling (see
+        README "The objective, as implemented").
     group_weight: sampling weight of an unlabelled example whose group is partly labelled (others: 1).
     seed: seeds the initial labels, the demonstration order, sampling and acceptance.
     """
@@ -50,6 +55,7 @@ class ICMConfig:
     num_seed: int = 8
     iterations: int | None = None
     consistency_fix_steps: int = 10
+    force_repair: bool = True
     group_weight: float = 100.0
     seed: int = 0
 
@@ -242,11 +248,13 @@ class ICM:
         """Repair violations (those touching ``touched``, or all) while a repair does not lower U.
 
         For each violation, every assignment of its members that satisfies the rule (and keeps clamped
-        labels) is scored; the best is applied only if its U is at least the current U. Returns the new
-        labels, their evaluation and one record per violation met.
+        labels) is scored; the best is applied only if its U is at least the current U (or, with
+        ``force_repair``, always for a violation of the step's own example). Returns the new labels, their
+        evaluation and one record per violation met.
         """
         records: list[dict[str, Any]] = []
         skipped: set[Violation] = set()
+        first = min(touched) if touched else None  # the example whose new label started this fix
         for _ in range(self.config.consistency_fix_steps):
             found = self._rule.violations(labels) if touched is None else self._rule.violations(labels, touched)
             found = [v for v in found if v not in skipped]
@@ -267,7 +275,8 @@ class ICM:
                     cand[j] = y
                 candidates.append((cand, self._evaluate(cand)))
             best_labels, best_eval = max(candidates, key=lambda c: c[1].U)
-            if best_eval.U >= cur.U:
+            introduced = touched is not None and first is not None and first in v.members
+            if best_eval.U >= cur.U or (self.config.force_repair and introduced):
                 records.append(self._violation_record(v, labels, best_labels, "repaired", iteration))
                 labels, cur = best_labels, best_eval
                 if touched is not None:

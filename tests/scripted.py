@@ -11,17 +11,18 @@ from icm_plugin.scoring.base import Scorer, ScoreRequest
 
 class ScriptedScorer(Scorer):
     """log-odds(True) = strength * (+1 if the query's hidden truth is True else -1)
-    + herd * (fraction of demonstrations labelled True - 0.5).
+    + herd * (fraction of demonstrations labelled True - 0.5) + bias.
 
     ``truth`` maps a query prompt to its hidden label; ``herd`` > 0 imitates the many-shot pull towards
     the majority label that makes one-class labellings attractive.
     """
 
-    def __init__(self, truth: dict[str, int], strength: float = 1.0, herd: float = 0.0,
+    def __init__(self, truth: dict[str, int], strength: float = 1.0, herd: float = 0.0, bias: float = 0.0,
                  label_words: tuple[str, str] = (" False", " True")):
         self.truth = truth
         self.strength = strength
         self.herd = herd
+        self.bias = bias
         self.label_words = label_words
         self.token_forwards = 0
         self.calls = 0
@@ -32,7 +33,7 @@ class ScriptedScorer(Scorer):
         for r, req in enumerate(requests):
             t = self.truth[req.query]
             frac = (np.mean([d.endswith(self.label_words[1]) for d in req.demos]) if req.demos else 0.5)
-            z = self.strength * (1 if t else -1) + self.herd * (frac - 0.5)
+            z = self.strength * (1 if t else -1) + self.herd * (frac - 0.5) + self.bias
             out[r] = [-np.logaddexp(0, z), -np.logaddexp(0, -z)]
             self.token_forwards += 1 + len(req.demos)
         return out

@@ -72,10 +72,10 @@ def test_same_seed_same_labels_other_seed_other_path():
 def test_consistency_fix_never_lowers_u():
     exs = pool(16)
     # a scorer with a strong herd effect: repairs often cost predictability
-    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.3, herd=6.0), seed=2)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.3, herd=6.0), seed=2, force_repair=False)
     assert icm.conflicts_, "this setting should meet violations"
     scorer = ScriptedScorer(truth(exs), strength=0.3, herd=6.0)
-    probe = ICM(scorer, TASK, ICMConfig(seed=2))
+    probe = ICM(scorer, TASK, ICMConfig(seed=2, force_repair=False))
     probe.fit(exs, progress=False)  # sets up rule/order/memo
     rng = np.random.default_rng(0)
     for _ in range(30):
@@ -166,3 +166,13 @@ def test_without_consistency_a_herding_model_collapses():
     with_rule = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0)).fit(exs, progress=False)
     assert len(set(no_rule.labels_)) == 1
     assert with_rule.inconsistencies_ < no_rule.inconsistencies_ or len(set(with_rule.labels_)) == 2
+
+
+def test_force_repair_leaves_no_violation_the_steps_introduced():
+    exs = pool(12)
+    herd = dict(strength=0.5, herd=2.0, bias=-3.0)  # a model that says False to almost everything
+    soft = ICM(ScriptedScorer(truth(exs), **herd), TASK, ICMConfig(seed=0, force_repair=False)).fit(exs, progress=False)
+    hard = ICM(ScriptedScorer(truth(exs), **herd), TASK, ICMConfig(seed=0, force_repair=True)).fit(exs, progress=False)
+    assert soft.inconsistencies_ > 0  # repairs cost too much predictability: the never-lower fix keeps them
+    assert hard.inconsistencies_ == 0
+    assert all(r["resolution"] == "repaired" for r in hard.conflicts_ if r["iteration"] > 0)
