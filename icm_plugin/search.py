@@ -202,7 +202,10 @@ class ICM:
                              "labels": labels, "cur": cur}
         new = list(labels)
         new[i] = y  # (unchanged when the step only revisits a group left inconsistent earlier)
-        new_eval = self._evaluate(new)
+        # with forced repair, a proposal that breaks a rule is never kept, so its U is not needed
+        skip = self.config.force_repair and bool(self._rule.violations(new, {i}))
+        new_eval = None if skip else self._evaluate(new)
+        proposal_u = None if new_eval is None else new_eval.U
         new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=it)
         ok = accept(new_eval.U - cur.U, t, rng)
         for f in fixes:
@@ -214,7 +217,7 @@ class ICM:
         else:
             changes = {}
         return record | {"accepted": ok, "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                         "proposal_U": new_eval.U, "labelled": _count(labels), "changes": changes,
+                         "proposal_U": proposal_u, "labelled": _count(labels), "changes": changes,
                          "labels": labels, "cur": cur}
 
     def _sample(self, rng: np.random.Generator, labels: Labels) -> int | None:
@@ -244,7 +247,7 @@ class ICM:
             lp = self.scorer.label_logprobs([req])[0]
         return int(np.argmax(lp))
 
-    def _consistency_fix(self, labels: Labels, cur: Evaluation, touched: set[int] | None, iteration: int):
+    def _consistency_fix(self, labels: Labels, cur: Evaluation | None, touched: set[int] | None, iteration: int):
         """Repair violations (those touching ``touched``, or all) while a repair does not lower U.
 
         For each violation, every assignment of its members that satisfies the rule (and keeps clamped
@@ -276,7 +279,7 @@ class ICM:
                 candidates.append((cand, self._evaluate(cand)))
             best_labels, best_eval = max(candidates, key=lambda c: c[1].U)
             introduced = touched is not None and first is not None and first in v.members
-            if best_eval.U >= cur.U or (self.config.force_repair and introduced):
+            if cur is None or best_eval.U >= cur.U or (self.config.force_repair and introduced):
                 records.append(self._violation_record(v, labels, best_labels, "repaired", iteration))
                 labels, cur = best_labels, best_eval
                 if touched is not None:
@@ -284,6 +287,8 @@ class ICM:
             else:
                 records.append(self._violation_record(v, labels, labels, "kept", iteration))
                 skipped.add(v)
+        if cur is None:  # nothing could be repaired (clamped members)
+            cur = self._evaluate(labels)
         return labels, cur, records
 
     def _complete(self, labels: Labels, cur: Evaluation, state: dict[str, Any]):
@@ -292,11 +297,12 @@ class ICM:
             if labels[i] is not None:
                 continue
             new = list(labels)
-            new[i] = self._propose(i, labels, cur)
-            new_eval = self._evaluate(new)
+            new[i] = proposed = self._propose(i, labels, cur)
+            skip = self.config.force_repair and bool(self._rule.violations(new, {i}))
+            new_eval = None if skip else self._evaluate(new)
             new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=state["iteration"])
             state["conflicts"].extend(fixes)
-            state["history"].append({"iteration": state["iteration"], "example": i, "proposed": new[i],
+            state["history"].append({"iteration": state["iteration"], "example": i, "proposed": proposed,
                                      "accepted": True, "completion": True, "T": None, "U": new_eval.U,
                                      "P": new_eval.mutual_predictability, "I": new_eval.inconsistencies,
                                      "labelled": _count(new),
