@@ -60,3 +60,30 @@ def test_real_task_splits_are_disjoint_and_both_sides_used(task):
     assert not {group_key(e) for e in pool} & {group_key(e) for e in test}
     assert not {e.id for e in pool} & {e.id for e in test}
     assert 0.3 < len(test) / len(examples) < 0.7
+
+
+def test_icm_label_split_pool_option_labels_only_the_pool():
+    from argparse import Namespace
+
+    from icm_plugin.lmeval import cli
+    from icm_plugin.tasks import get_task
+
+    facts = load_task_examples("facts")
+    pool, test = split_pool(facts)
+    chosen = cli.load_pool(Namespace(split="pool", data=None, limit=10), get_task("facts"))
+    assert 10 <= len(chosen) <= 12 and {e.id for e in chosen} <= {e.id for e in pool}
+    assert cli.load_pool(Namespace(split=None, data=None, limit=None), get_task("facts")) is None
+
+
+@needs_data
+def test_pool_file_round_trips_through_the_loader(tmp_path):
+    from icm_plugin.lmeval.cli import main
+    from icm_plugin.loaders import load_examples
+    from icm_plugin.tasks import get_task
+
+    out = tmp_path / "pool.jsonl"
+    assert main(["pool", "--task", "gsm8k", "--data-dir", str(DATA), "--out", str(out)]) == 0
+    written = load_examples(out, get_task("gsm8k"))  # the task's own field names (cot, answer) survive
+    pool, _ = split_pool(load_task_examples("gsm8k", DATA))
+    assert [(e.id, e.choice, e.consistency_key, e.label) for e in written] == \
+        [(e.id, e.choice, e.consistency_key, e.label) for e in pool]
