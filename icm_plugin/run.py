@@ -106,25 +106,28 @@ def load_pool(args: argparse.Namespace, task: Task, plugins: list) -> list[Examp
 
 def label_command(args: argparse.Namespace, plugins: list | None = None) -> int:
     """Run `icm label` end to end; returns the exit code."""
-    from icm_plugin.models import load_model, model_display_name
-    from icm_plugin.scoring.registry import make_scorer
+    from icm_plugin.scoring.registry import model_name_for_args, scorer_for_args
 
     plugins = plugins or []
+    if getattr(args, "batch_size", None):
+        from icm_plugin.batches import label_in_batches
+
+        return label_in_batches(args, plugins)
     task = get_task(args.task)
     examples = load_pool(args, task, plugins)
     clamped = read_clamp_file(args.clamp) if args.clamp else {}
-    model_name = model_display_name(args.model)
+    model_name = model_name_for_args(args)
     out = Path(args.out) if args.out else default_out(task.name, model_name, args.seed)
     prepare_out(out, args.resume)
     cfg = build_config(args)
     config_blob = {"task": task.name, "model": args.model, "data": args.data, "limit": args.limit,
                    "rule": args.rule or task.rule_for(examples), "scorer": getattr(args, "scorer", "prefix"),
+                   "model_type": getattr(args, "model_type", None), "model_args": getattr(args, "model_args", None),
                    "clamp": args.clamp, "hyperparameters": asdict(cfg)}
     write_examples(out, examples)
     write_json(out / "config.json", config_blob)
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    scorer = make_scorer(getattr(args, "scorer", "prefix"), model, tokenizer, task.label_words, DEMO_SEPARATOR)
+    scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
     icm = ICM(scorer, task, cfg, rule=args.rule)
     print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} -> {out}")
     icm.fit(examples, clamped=clamped, checkpoint=out / "checkpoint.json", resume=args.resume)

@@ -1,0 +1,379 @@
+"""A scorer over any lm-eval model type that implements ``loglikelihood`` (hf, vllm, local-completions, gguf, ...).
+
+``icm label --model-type NAME --model-args k=v,...`` builds the backend exactly as ``lm_eval --model NAME
+--model_args k=v,...`` does (lm-eval's model registry), so a cluster that already serves a model with vLLM or
+another OpenAI-compatible server labels with the same engine. Each request becomes one prompt string (the
+demonstrations, each followed by the separator, then the query) and one ``loglikelihood`` instance per label
+word; the label words' log-likelihoods are normalised over the label words, as the native scorers do.
+
+BOS: the native scorers always start a prompt with the tokenizer's BOS token. lm-eval's ``hf`` model tokenizes
+with the tokenizer's own default (Gemma and the test model add BOS; SmolLM2's does not) and its API models send
+token ids without BOS unless ``add_bos_token=True``. So where the backend tokenizes on this side with a
+Hugging Face tokenizer that would not add the BOS the native scorer uses, the BOS text is put in front of the
+prompt (lm-eval's tokenizers turn it into the one BOS id). With ``tokenized_requests=False`` the server
+tokenizes, and adds BOS by its own model metadata (llama.cpp: the GGUF's ``add_bos_token``).
+
+Requests go out sorted by demonstration tuple, so prompts that share a prefix are adjacent (a single-slot
+server such as llama.cpp's reuses the previous prompt's prefix; vLLM's prefix cache hits either way), in one
+``loglikelihood`` call per evaluation (the backend batches: ``batch_size``, ``num_concurrent``), or one
+context per call for a sequential API backend, whose own length sort would otherwise break the adjacency.
+
+``token_forwards`` counts the prompt tokens submitted (one prompt per request, label words included); a
+server's prefix cache may compute fewer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from icm_plugin.errors import ICMError
+from icm_plugin.scoring.base import Scorer, ScoreRequest
+
+# model args whose value may be an icm model alias (gemma-3-270m, smollm2-135m): resolved to its folder
+_PATH_ARGS = ("pretrained", "tokenizer")
+
+
+def parse_model_args(model_args: str) -> dict[str, Any]:
+    """``k=v,k=v`` -> dict, with lm-eval's own parser (same types and habits as ``lm_eval --model_args``)."""
+    from lm_eval.utils import simple_parse_args_string
+
+    for part in filter(None, (model_args or "").split(",")):
+        if "=" not in part:
+            raise ICMError(f"--model-args: {part!r} is not key=value (write k=v,k=v as for lm_eval --model_args)")
+    return simple_parse_args_string(model_args or "")
+
+
+def resolve_aliases(args: dict[str, Any]) -> dict[str, Any]:
+    """``pretrained=gemma-3-270m`` (or ``tokenizer=``) -> the alias's converted transformers folder."""
+    from icm_plugin.models import ALIASES, resolve_model
+
+    out = dict(args)
+    for key in _PATH_ARGS:
+        value = out.get(key)
+        if isinstance(value, str) and value.strip().lower() in ALIASES:
+            out[key] = resolve_model(value)
+    return out
+
+
+def backend_display_name(model_type: str, model_args: str) -> str:
+    """Short name of the model behind a backend, for run folders: its ``pretrained``/``model``, else the type."""
+    from icm_plugin.models import model_display_name
+
+    args = parse_model_args(model_args)
+    for key in ("pretrained", "model", "tokenizer"):
+        if isinstance(args.get(key), str) and args[key]:
+            return model_display_name(args[key])
+    return model_display_name(model_type)
+
+
+def make_lm(model_type: str, model_args: str = "", batch_size: int | str | None = None) -> Any:
+    """Build the lm-eval model ``model_type`` from ``model_args`` as ``lm_eval --model --model_args`` does.
+
+    Raises:
+        ICMError: unknown model type, bad or missing model args, a backend whose package is not installed,
+            or a model that cannot be loaded.
+    """
+    from lm_eval.api.registry import get_model
+
+    try:
+        cls = get_model(model_type)
+    except (ValueError, KeyError):
+        import lm_eval.api.registry as registry
+
+        names = sorted(getattr(registry, "MODEL_REGISTRY", None) or registry.model_registry.keys())
+        raise ICMError(f"--model-type {model_type!r} is not an lm-eval model type; choose one of: "
+                       f"{', '.join(names)}") from None
+    except (ImportError, ModuleNotFoundError) as err:
+        raise ICMError(f"--model-type {model_type!r} needs a package that is not installed ({err}); "
+                       f"install lm-eval's extra for it, e.g. pip install 'lm-eval[{model_type}]'") from None
+    args = resolve_aliases(parse_model_args(model_args))
+    extra = {"batch_size": batch_size} if batch_size is not None and "batch_size" not in args else {}
+    try:
+        return cls.create_from_arg_obj(args, extra)
+    except (ImportError, ModuleNotFoundError) as err:
+        raise ICMError(f"--model-type {model_type!r} needs a package that is not installed ({err}); "
+                       f"install lm-eval's extra for it, e.g. pip install 'lm-eval[{model_type}]'") from None
+    except TypeError as err:
+        raise ICMError(f"--model-args {model_args!r} do not fit lm-eval's {model_type!r} model ({err})") from None
+    except (OSError, ValueError, AssertionError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ICMError(f"lm-eval could not build the {model_type!r} model from --model-args {model_args!r}: "
+                       f"{first}") from None
+
+
+class LMEvalScorer(Scorer):
+    """The ICM scorer over an lm-eval ``LM``: log p(label word | demos, query) from ``loglikelihood``."""
+
+    def __init__(self, lm: Any, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n",
+                 model_type: str = "lm-eval"):
+        self.lm = lm
+        self.label_words = tuple(label_words)
+        self.separator = separator
+        self.model_type = model_type
+        self.token_forwards = 0
+        self.bos_text = _bos_text(lm)
+        self.is_api = _is_api(lm)
+        # a sequential API backend sorts each call by length: send one context per call to keep our order
+        self.contexts_per_call = 1 if self.is_api and getattr(lm, "_concurrent", 1) <= 1 else None
+        self.max_length = _max_length(lm)
+        if self.is_api:
+            _install_checked_parser(lm)
+        _warn_bos(lm, model_type)
+
+    @classmethod
+    def from_model_type(cls, model_type: str, model_args: str = "", label_words: Sequence[str] = (" False", " True"),
+                        separator: str = "\n\n", batch_size: int | str | None = None) -> LMEvalScorer:
+        """Build the backend by its lm-eval name (see ``make_lm``) and wrap it."""
+        return cls(make_lm(model_type, model_args, batch_size), label_words, separator, model_type)
+
+    @property
+    def name(self) -> str:
+        return f"lm-eval:{self.model_type}"
+
+    @property
+    def parallel_capacity(self) -> int:
+        """How many searches may score at once through this backend (the batch runner's hook)."""
+        return max(1, int(getattr(self.lm, "_concurrent", 1))) if self.is_api else 1
+
+    def fork(self) -> LMEvalScorer:
+        """A scorer sharing this backend with its own ``token_forwards`` counter (one per parallel batch)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.token_forwards = 0
+        return twin
+
+    def prompt(self, request: ScoreRequest) -> str:
+        """The full prompt text: [BOS] + each demo + separator + the query (the native scorers' layout)."""
+        return self.bos_text + "".join(d + self.separator for d in request.demos) + request.query
+
+    def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
+        from lm_eval.api.instance import Instance
+
+        order = sorted(range(len(requests)), key=lambda r: (requests[r].demos, requests[r].query))
+        contexts = [self.prompt(requests[r]) for r in order]
+        self._count_and_check(contexts)
+        words = self.label_words
+        loglik = np.zeros((len(requests), len(words)))
+        step = self.contexts_per_call or max(1, len(contexts))
+        for start in range(0, len(contexts), step):
+            chunk = contexts[start:start + step]
+            instances = [Instance("loglikelihood", {}, (ctx, w), idx=k * len(words) + j)
+                         for k, ctx in enumerate(chunk) for j, w in enumerate(words)]
+            results = self._call(instances)
+            for k in range(len(chunk)):
+                for j in range(len(words)):
+                    loglik[order[start + k], j] = float(results[k * len(words) + j][0])
+        return loglik - np.logaddexp.reduce(loglik, axis=1, keepdims=True)
+
+    # ---- helpers ------------------------------------------------------------------------------------
+    def _count_and_check(self, contexts: Sequence[str]) -> None:
+        encode = getattr(self.lm, "tok_encode", None)
+        for ctx in contexts:
+            try:
+                n = len(encode(ctx)) if encode is not None and getattr(self.lm, "tokenizer", None) is not None else None
+            except Exception:  # noqa: BLE001 - a backend without a local tokenizer: count characters
+                n = None
+            n = n if n is not None else len(ctx) // 4
+            if self.max_length is not None and n + 1 > self.max_length:
+                raise ICMError(
+                    f"context too long: a prompt of {n} tokens exceeds the backend's max_length {self.max_length} "
+                    "(lm-eval would cut it from the left); label a smaller pool (--limit or --batch-size) or raise "
+                    "max_length in --model-args if the model allows it")
+            # an API request per label word; a local model forwards the shared context once (lm-eval's logits cache)
+            self.token_forwards += (n + 1) * len(self.label_words) if self.is_api else n + len(self.label_words)
+
+    def _call(self, instances: list) -> list:
+        try:
+            with _quiet_progress():
+                return self.lm.loglikelihood(instances, disable_tqdm=True)
+        except ICMError:
+            raise
+        except NotImplementedError:
+            raise ICMError(f"lm-eval model type {self.model_type!r} does not implement loglikelihood; ICM needs "
+                           "log-probabilities: use hf, vllm, local-completions or gguf") from None
+        except Exception as err:  # noqa: BLE001 - the backends raise their HTTP/client errors as they are
+            mapped = _api_error(self.lm, err)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+
+def _is_api(lm: Any) -> bool:
+    try:
+        from lm_eval.models.api_models import TemplateAPI
+    except ImportError:  # pragma: no cover - lm-eval without its API extras
+        return False
+    return isinstance(lm, TemplateAPI)
+
+
+def _hf_tokenizer(lm: Any) -> Any | None:
+    tok = getattr(lm, "tokenizer", None)
+    return tok if getattr(tok, "bos_token_id", None) is not None and isinstance(getattr(tok, "bos_token", None), str) else None
+
+
+def _bos_text(lm: Any) -> str:
+    """The BOS text to put in front of prompts so the backend's tokens start with the native scorer's BOS."""
+    tok = _hf_tokenizer(lm)
+    if tok is None or getattr(lm, "tokenized_requests", True) is False:
+        return ""  # no local tokenizer, or the server tokenizes: the backend's own BOS habit
+    try:
+        ids = lm.tok_encode("Question")
+    except Exception:  # noqa: BLE001
+        return ""
+    return "" if ids and ids[0] == tok.bos_token_id else tok.bos_token
+
+
+def _warn_bos(lm: Any, model_type: str) -> None:
+    tok = _hf_tokenizer(lm)
+    if tok is None or getattr(lm, "tokenized_requests", True) is not False:
+        return
+    if tok("Question")["input_ids"][:1] != [tok.bos_token_id]:
+        return
+    import sys
+
+    print(f"icm: note: {model_type} with tokenized_requests=False: the server tokenizes the prompts and must add "
+          f"the BOS token {tok.bos_token!r} itself (llama.cpp and vLLM do, for models that need it)",
+          file=sys.stderr)
+
+
+def _max_length(lm: Any) -> int | None:
+    try:
+        value = lm.max_length
+    except Exception:  # noqa: BLE001 - some backends compute it from a model they load lazily
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """lm-eval's API models draw a progress bar per call whatever disable_tqdm says; hide it during our calls."""
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
+
+
+# ---- OpenAI-compatible completions servers -------------------------------------------------------------
+
+def _server(lm: Any) -> str:
+    return str(getattr(lm, "base_url", None) or "the server")
+
+
+def no_prompt_logprobs_error(lm: Any, detail: str) -> ICMError:
+    return ICMError(
+        f"{_server(lm)} returned no log-probabilities for the prompt tokens ({detail}): ICM scores label words "
+        "with echo=True, logprobs=1 (prompt log-probabilities). Serve the model with a server that supports them: "
+        "vLLM, or llama-cpp-python's server with logits_all=True (llama.cpp's own llama-server does not echo)")
+
+
+def _install_checked_parser(lm: Any) -> None:
+    """Replace the backend's ``parse_logprobs`` by one that finds the label word in the echoed tokens.
+
+    lm-eval's OpenAI parser sums ``token_logprobs[ctxlen:-1]``: it assumes the echo holds every prompt token
+    plus exactly one generated token. llama-cpp-python drops a leading BOS from the echo and generates nothing
+    when the next token is EOS, and a server that ignores ``echo`` returns only the generated token; each of
+    these would give a silently wrong sum. Here the continuation is located by its token strings at the end
+    of the echoed prompt, and anything else is an ICMError.
+    """
+    original = type(lm).parse_logprobs
+    try:
+        from lm_eval.models.openai_completions import LocalCompletionsAPI
+    except ImportError:  # pragma: no cover
+        return
+    if original is not LocalCompletionsAPI.parse_logprobs:
+        return  # another API format (its own parser)
+
+    def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        choices = [c for out in outputs for c in sorted(_choices(lm, out), key=lambda c: c.get("index", 0))]
+        if tokens is None or ctxlens is None or len(choices) != len(ctxlens) or len(tokens) != len(ctxlens):
+            raise ICMError(f"{_server(lm)} answered {len(choices)} completions for {len(ctxlens or [])} prompts: "
+                           "it does not look like an OpenAI-compatible completions endpoint")
+        return [_continuation_logprob(lm, c, list(t), n) for c, t, n in zip(choices, tokens, ctxlens, strict=True)]
+
+    lm.parse_logprobs = parse_logprobs
+
+
+def _choices(lm: Any, out: Any) -> list[dict]:
+    if not isinstance(out, dict) or not isinstance(out.get("choices"), list):
+        raise ICMError(f"{_server(lm)} sent a reply without 'choices': not an OpenAI-compatible completions "
+                       f"endpoint? (got {str(out)[:200]})")
+    return out["choices"]
+
+
+def _norm(piece: str) -> str:
+    # servers spell a leading space as-is, or as SentencePiece's / byte-level BPE's marker
+    return piece.replace("\u2581", " ").replace("\u0120", " ")
+
+
+def _continuation_logprob(lm: Any, choice: dict, toks: list, ctxlen: int) -> tuple[float, bool]:
+    if toks and not isinstance(toks[0], int):
+        raise ICMError(f"{_server(lm)}: ICM needs lm-eval to tokenize on this side (tokenizer_backend=huggingface "
+                       "and tokenizer=...) to find the label words in the reply")
+    logprobs = choice.get("logprobs") or {}
+    values, pieces = logprobs.get("token_logprobs"), logprobs.get("tokens")
+    if not values or not pieces or len(values) != len(pieces):
+        raise no_prompt_logprobs_error(lm, "the reply has no 'logprobs.token_logprobs'")
+    cont = toks[ctxlen:]
+    want = _norm(lm.tokenizer.decode(cont))
+    n = len(cont)
+    # the continuation ends the echoed prompt; 0 or 1 generated tokens may follow it
+    for gen in (1, 0):
+        end = len(pieces) - gen
+        start = end - n
+        if start >= 1 and _norm("".join(pieces[start:end])) == want:
+            part = values[start:end]
+            if any(v is None for v in part):
+                break
+            return float(sum(part)), False
+    if len(values) <= n + 1:
+        raise no_prompt_logprobs_error(lm, f"{len(values)} log-probabilities for a prompt of {len(toks)} tokens")
+    raise ICMError(f"{_server(lm)}: could not find the label word {want!r} at the end of the echoed prompt "
+                   f"(last tokens {pieces[-4:]!r}): the server's tokenizer differs from tokenizer=... in --model-args")
+
+
+def _api_error(lm: Any, err: BaseException) -> ICMError | None:
+    """A clear ICMError for an HTTP/client failure of an API backend (None: not one of those)."""
+    if not _is_api(lm):
+        return None
+    import asyncio
+
+    import requests
+
+    server = _server(lm)
+    timeout = getattr(lm, "timeout", None)
+    try:
+        import aiohttp
+
+        aio_connect: tuple = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+        aio_status: tuple = (aiohttp.ClientResponseError,)
+    except ImportError:  # pragma: no cover
+        aio_connect, aio_status = (), ()
+    if isinstance(err, (requests.Timeout, asyncio.TimeoutError, TimeoutError)):
+        return ICMError(f"{server} did not answer within timeout={timeout} s (tried {getattr(lm, 'max_retries', 1)} "
+                        "times): raise timeout=... in --model-args, lower batch_size/num_concurrent, or check the server")
+    if isinstance(err, requests.ConnectionError) or isinstance(err, aio_connect):
+        return ICMError(f"cannot reach {server} (connection refused or dropped): start the server, or fix base_url "
+                        "in --model-args")
+    status, text = None, ""
+    if isinstance(err, requests.HTTPError) and err.response is not None:
+        status, text = err.response.status_code, err.response.text
+    elif isinstance(err, aio_status):
+        status, text = getattr(err, "status", None), getattr(err, "message", "")
+    if status is not None:
+        if "logprob" in text.lower() or "logits_all" in text:
+            return no_prompt_logprobs_error(lm, f"HTTP {status}: {text.strip()[:200]}")
+        return ICMError(f"{server} answered HTTP {status}: {text.strip()[:300]}")
+    if isinstance(err, (KeyError, TypeError, IndexError)):
+        return no_prompt_logprobs_error(lm, f"unexpected reply: {type(err).__name__}: {err}")
+    return None
