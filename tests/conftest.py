@@ -1,4 +1,8 @@
-"""Shared pytest fixtures. ``tests/`` is put on ``sys.path`` so tests can ``from tiny import make_tiny_model``."""
+"""Shared pytest fixtures.
+
+``tests/`` is put on ``sys.path`` so tests can ``from tiny import make_tiny_model``, and the repo root so
+plain ``pytest`` imports ``icm_plugin`` without an install.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
+_TESTS_DIR = Path(__file__).resolve().parent
+for _path in (str(_TESTS_DIR), str(_TESTS_DIR.parent)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from tiny import make_tiny_model  # noqa: E402
 
