@@ -26,8 +26,14 @@ class HFScorerBase(Scorer):
         self.token_forwards = 0
         self.max_length = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
         self.device = next(model.parameters()).device
+        # only the hidden states are needed: logits are computed for the label tokens alone (see label_scores)
+        self.decoder = model.get_decoder()
+        head = model.get_output_embeddings()
+        self._head_weight, self._head_bias = head.weight, getattr(head, "bias", None)
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
         # transformers 5 renamed past_key_values to cache
-        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        params = inspect.signature(self.decoder.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def check_length(self, n_tokens: int) -> None:
         if self.max_length is not None and n_tokens + max(len(t) for t in self.tokens.labels) > self.max_length:
@@ -38,24 +44,42 @@ class HFScorerBase(Scorer):
 
     @torch.inference_mode()
     def forward(self, tokens: Sequence[int], cache=None):
-        """Forward ``tokens`` after ``cache``; returns (extended cache, log-softmax of the last position, fp32)."""
+        """Forward ``tokens`` after ``cache``; returns (extended cache, hidden state of the last position)."""
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        out = self.decoder(input_ids=ids, use_cache=True, **{self._cache_kw: cache})
         self.token_forwards += len(tokens)
-        return getattr(out, self._cache_kw), out.logits[0, -1].float().log_softmax(-1)
+        return getattr(out, self._cache_kw), out.last_hidden_state[0, -1]
+
+    def logits(self, hidden: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Output logits (fp32) of ``hidden`` for vocabulary ``rows`` (all when None)."""
+        w = self._head_weight if rows is None else self._head_weight[list(rows)]
+        out = hidden.float() @ w.float().T
+        if self._head_bias is not None:
+            out = out + (self._head_bias if rows is None else self._head_bias[list(rows)]).float()
+        if self._softcap:
+            out = torch.tanh(out / self._softcap) * self._softcap
+        return out
 
     @torch.inference_mode()
-    def label_scores(self, cache, last_logprobs: torch.Tensor) -> np.ndarray:
-        """log p(label word | prompt) for each label word, normalised over the label words."""
+    def label_scores(self, cache, hidden: torch.Tensor) -> np.ndarray:
+        """log p(label word | prompt) for each label word, normalised over the label words.
+
+        Single-token label words need only their own logits (the full-vocabulary normaliser cancels);
+        longer ones are scored token by token under the full softmax.
+        """
+        if self.tokens.single_token_labels:
+            arr = self.logits(hidden, [t[0] for t in self.tokens.labels]).double().cpu().numpy()
+            return arr - np.logaddexp.reduce(arr)
+        first = self.logits(hidden).log_softmax(-1)
         scores = []
         for label_tokens in self.tokens.labels:
-            lp = float(last_logprobs[label_tokens[0]])
-            if len(label_tokens) > 1:  # score the whole continuation, token by token
+            lp = float(first[label_tokens[0]])
+            if len(label_tokens) > 1:
                 branch = copy.deepcopy(cache)
                 ids = torch.tensor([list(label_tokens[:-1])], dtype=torch.long, device=self.device)
-                out = self.model(input_ids=ids, use_cache=True, **{self._cache_kw: branch})
+                out = self.decoder(input_ids=ids, use_cache=True, **{self._cache_kw: branch})
                 self.token_forwards += len(label_tokens) - 1
-                lps = out.logits[0].float().log_softmax(-1)
+                lps = self.logits(out.last_hidden_state[0]).log_softmax(-1)
                 lp += float(sum(lps[j, label_tokens[j + 1]] for j in range(len(label_tokens) - 1)))
             scores.append(lp)
         arr = np.asarray(scores, dtype=np.float64)
