@@ -25,8 +25,8 @@ def packaged_data_path(name: str = FACTS_RESOURCE) -> Path:
     return Path(str(resources.files("icm_plugin").joinpath("data", name)))
 
 
-def _read_records(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, record) pairs; ``where`` names the record for error messages."""
+def read_records(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (where, record) pairs from .json/.jsonl or a dataset; ``where`` names the record for errors."""
     path = Path(source)
     if path.is_file() and path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as fh:
@@ -136,7 +136,7 @@ def load_examples(source: str | Path | None, task: Task, limit: int | None = Non
         if task.name != "facts":
             raise ICMError(f"task {task.name!r} has no embedded data: pass --data FILE_OR_DATASET")
         source = packaged_data_path()
-    examples = examples_from_records(_read_records(source), task, str(source))
+    examples = examples_from_records(read_records(source), task, str(source))
     if limit is not None:
         examples = limit_pool(examples, limit)
     return examples
@@ -163,3 +163,26 @@ def limit_pool(examples: list[Example], limit: int) -> list[Example]:
             break
     keep_ids = {e.id for e in kept}
     return [e for e in examples if e.id in keep_ids]
+
+
+_read_records = read_records  # the old private name, kept for callers that still use it
+
+
+def read_label_file(path: str | Path) -> dict[str, int]:
+    """A labels file: jsonl lines with ``id`` and ``label`` (0/1, bool or "True"/"False") -> {id: label}.
+
+    Reads ``icm pull`` output, ``--clamp`` files and ``labels.jsonl``; raises ICMError naming the line and field.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ICMError(f"{p}: labels file not found")
+    out: dict[str, int] = {}
+    for where, row in read_records(p):
+        for key in ("id", "label"):
+            if key not in row:
+                raise ICMError(f"{where}: missing field {key!r}")
+        try:
+            out[str(row["id"])] = normalize_label(row["label"])
+        except ValueError as err:
+            raise ICMError(f"{where}: field 'label': {err}") from None
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 from dataclasses import asdict, replace
@@ -11,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example, normalize_label
-from icm_plugin.loaders import load_examples
+from icm_plugin.examples import Example
+from icm_plugin.loaders import load_examples, read_label_file
 from icm_plugin.search import ICM, ICMConfig
 from icm_plugin.tasks import DEMO_SEPARATOR, Task, get_task
 from icm_plugin.writers import (
@@ -31,27 +30,7 @@ EMBEDDED_FACTS_LIMIT = 32
 
 def read_clamp_file(path: str | Path) -> dict[str, int]:
     """Labels a search must keep: jsonl lines {"id": ..., "label": 0/1/true/false}."""
-    p = Path(path)
-    if not p.exists():
-        raise ICMError(f"{p}: clamp file not found")
-    out: dict[str, int] = {}
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ICMError(f"{p}: line {lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise ICMError(f"{p}: line {lineno}: missing field 'id'")
-            if "label" not in row:
-                raise ICMError(f"{p}: line {lineno}: missing field 'label'")
-            try:
-                out[str(row["id"])] = normalize_label(row["label"])
-            except ValueError as err:
-                raise ICMError(f"{p}: line {lineno}: field 'label': {err}") from None
-    return out
+    return read_label_file(path)
 
 
 def default_out(task: str, model: str, seed: int) -> Path:
