@@ -1,0 +1,356 @@
+"""`icm train`: fine-tune a causal LM to say the labelled word (" True"/" False") after the task's prompt.
+
+One training example = ``task.prompt(example)`` followed by ``task.label_words[label]``; the loss is on the label
+word's token(s) only. Labels come from an ``icm label`` run (``labels.jsonl``) or from the pool's gold labels
+(``"gold"``, the golden baseline). Training runs with transformers' ``Trainer`` (CPU or GPU, its progress bar),
+optionally with LoRA adapters (peft) that are merged before saving, so the output folder loads with plain
+``AutoModelForCausalLM.from_pretrained`` and with ``lm_eval --model hf --model_args pretrained=FOLDER``.
+A few consistency groups are held out to report a held-out loss and accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.loaders import group_key
+from icm_plugin.tasks import Task
+
+GOLD = "gold"
+SPLITS = ("pool", "test", "all")
+REPORT_FILE = "icm_train.json"
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning settings.
+
+    epochs: passes over the training examples. learning_rate: None = 5e-5 (full) or 5e-4 (LoRA).
+    batch_size: examples per optimizer step. heldout_fraction: share of consistency groups held out for the
+    held-out loss (at least one group when there are two or more). lora: train rank-``lora_rank`` adapters on
+    every linear layer instead of all weights (merged before saving). seed: the held-out draw and the Trainer.
+    """
+
+    epochs: float = 3.0
+    learning_rate: float | None = None
+    batch_size: int = 8
+    heldout_fraction: float = 0.2
+    lora: bool = False
+    lora_rank: int = 8
+    seed: int = 0
+    weight_decay: float = 0.0
+
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 5e-4 if self.lora else 5e-5
+
+
+@dataclass
+class TrainResult:
+    """What ``fine_tune`` did: sizes, losses (nats per label token) before/after, held-out accuracy, time."""
+
+    out: str
+    n_train: int
+    n_heldout: int
+    heldout_loss_before: float | None
+    heldout_loss_after: float | None
+    train_loss_first: float | None
+    train_loss_last: float | None
+    heldout_accuracy: float | None  # vs the training labels of the held-out examples
+    heldout_gold_accuracy: float | None  # vs gold, when the held-out examples have it
+    seconds: float
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---- which examples, with which labels ------------------------------------------------------------------------
+
+
+def training_labels(source: str, pool: Sequence[Example], test: Sequence[Example] = ()) -> dict[str, int]:
+    """``{id: label}`` to train on: the pool's gold labels (``"gold"``) or an ``icm label`` labels file.
+
+    A labels file may cover part of the pool. Raises ICMError for a bad file (names file, line and field), for
+    ids in the held-out ``test`` examples (the fix: label the pool side, or train on ``--split all``), for ids in
+    neither, and for gold requested on examples without gold.
+    """
+    from icm_plugin.lmeval.demonstrations import read_labels_file
+
+    if source == GOLD:
+        missing = [e.id for e in pool if e.label is None]
+        if missing:
+            raise ICMError(f"--labels gold: {len(missing)} pool examples have no gold label (e.g. id {missing[0]!r}); "
+                           "give a labels file from `icm label` instead")
+        return {e.id: int(e.label) for e in pool}
+    given = read_labels_file(source)
+    in_pool, test_ids = {e.id for e in pool}, {e.id for e in test}
+    in_test = [i for i in given if i in test_ids]
+    if in_test:
+        raise ICMError(
+            f"{source}: {len(in_test)} labelled ids are in the held-out test split (e.g. {in_test[0]!r}), which "
+            "lm-eval's icm_* tasks score: label the pool only (`icm label --split pool`), or pass --split all to "
+            "train on them anyway (and do not evaluate on that task's test split)"
+        )
+    unknown = [i for i in given if i not in in_pool]
+    if unknown:
+        raise ICMError(
+            f"{source}: {len(unknown)} of its {len(given)} ids are not in the pool of {len(pool)} examples "
+            f"(e.g. {unknown[0]!r}): was it labelled on other data? pass the same --task/--data as `icm label`"
+        )
+    return given
+
+
+def heldout_groups(examples: Sequence[Example], fraction: float, seed: int) -> set[str]:
+    """Consistency groups held out from training: ``fraction`` of them (at least one when there are two)."""
+    groups = sorted({group_key(e) for e in examples})
+    if len(groups) < 2 or fraction <= 0:
+        return set()
+    k = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+    rng = np.random.default_rng(seed)
+    return {groups[i] for i in rng.choice(len(groups), size=k, replace=False)}
+
+
+# ---- tokenisation ------------------------------------------------------------------------------------------------
+
+
+def encode_example(tokenizer, task: Task, ex: Example, label: int) -> dict[str, list[int]]:
+    """Token ids of prompt + label word; ``labels`` is -100 (ignored) everywhere but the label word's tokens.
+
+    The prompt is tokenised as lm-eval and the scorers do (with the tokenizer's BOS), the label word on its own.
+    """
+    prompt = list(tokenizer(task.prompt(ex))["input_ids"])
+    target = list(tokenizer(task.label_words[label], add_special_tokens=False)["input_ids"])
+    if not target:
+        raise ICMError(f"the label word {task.label_words[label]!r} tokenizes to nothing with this tokenizer")
+    ids = prompt + target
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt) + target}
+
+
+def _dataset(tokenizer, task: Task, items: Sequence[tuple[Example, int]]):
+    import datasets
+
+    rows = [encode_example(tokenizer, task, ex, y) for ex, y in items]
+    return datasets.Dataset.from_list(rows)
+
+
+# ---- training ----------------------------------------------------------------------------------------------------
+
+
+def _attach_lora(model, rank: int):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ModuleNotFoundError as err:
+        raise ICMError("--lora needs the package peft: pip install peft (or train all weights without --lora)") from err
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def _label_accuracy(model, tokenizer, task: Task, items: Sequence[tuple[Example, int]]) -> tuple[float | None, float | None]:
+    """Zero-shot accuracy of ``model`` on ``items`` against their training labels and against gold (if known)."""
+    if not items:
+        return None, None
+    from icm_plugin.baselines import zero_shot_scores
+    from icm_plugin.scoring.reference import ReferenceScorer
+
+    model.eval()
+    scores = zero_shot_scores(ReferenceScorer(model, tokenizer, task.label_words), task, [ex for ex, _ in items])
+    pred = scores.argmax(axis=1)
+    acc = float(np.mean(pred == np.asarray([y for _, y in items])))
+    gold = [ex.label for ex, _ in items]
+    gold_acc = None if any(g is None for g in gold) else float(np.mean(pred == np.asarray(gold)))
+    return acc, gold_acc
+
+
+def fine_tune(model_name: str, task: Task, items: Sequence[tuple[Example, int]], out: str | Path,
+              config: TrainConfig | None = None, device: str | None = None, progress: bool = True) -> TrainResult:
+    """Fine-tune ``model_name`` on (example, label) pairs and save it, with its tokenizer, to ``out``.
+
+    Weights are trained in float32; LoRA adapters are merged into the weights before saving. Writes
+    ``out/icm_train.json`` (settings, losses, held-out accuracy). Raises ICMError for an empty training set or a
+    model that cannot be loaded.
+    """
+    import torch
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments
+
+    from icm_plugin.models import load_model
+
+    cfg = config or TrainConfig()
+    if not items:
+        raise ICMError("nothing to train on: no labelled examples")
+    out = Path(out)
+    start = time.perf_counter()
+    held = heldout_groups([ex for ex, _ in items], cfg.heldout_fraction, cfg.seed)
+    train_items = [(ex, y) for ex, y in items if group_key(ex) not in held]
+    held_items = [(ex, y) for ex, y in items if group_key(ex) in held]
+
+    model, tokenizer = load_model(model_name, dtype="float32", device=device)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out of attention and loss
+    if cfg.lora:
+        model = _attach_lora(model, cfg.lora_rank)
+    train_ds = _dataset(tokenizer, task, train_items)
+    held_ds = _dataset(tokenizer, task, held_items) if held_items else None
+    use_cpu = next(model.parameters()).device.type == "cpu"
+    with tempfile.TemporaryDirectory(prefix="icm-train-") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=cfg.epochs,
+            learning_rate=cfg.lr(),
+            weight_decay=cfg.weight_decay,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.batch_size,
+            eval_strategy="epoch" if held_ds is not None else "no",
+            save_strategy="no",
+            logging_strategy="steps",
+            logging_steps=1,
+            report_to="none",
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            use_cpu=use_cpu,
+            bf16=not use_cpu and torch.cuda.is_bf16_supported(),
+            disable_tqdm=not progress,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=held_ds,
+                          data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+                          processing_class=tokenizer)
+        if not progress:
+            trainer.remove_callback(PrinterCallback)  # quiet: no per-step log lines either
+        before = trainer.evaluate()["eval_loss"] if held_ds is not None else None
+        trainer.train()
+        after = trainer.evaluate()["eval_loss"] if held_ds is not None else None
+        log = [dict(h) for h in trainer.state.log_history]
+    model = trainer.model
+    if cfg.lora:
+        model = model.merge_and_unload()  # plain weights: from_pretrained and lm-eval need no peft
+    acc, gold_acc = _label_accuracy(model, tokenizer, task, held_items)
+    train_losses = [h["loss"] for h in log if "loss" in h and math.isfinite(h["loss"])]
+    save_model(model, tokenizer, out)
+    result = TrainResult(out=str(out), n_train=len(train_items), n_heldout=len(held_items),
+                         heldout_loss_before=before, heldout_loss_after=after,
+                         train_loss_first=train_losses[0] if train_losses else None,
+                         train_loss_last=train_losses[-1] if train_losses else None,
+                         heldout_accuracy=acc, heldout_gold_accuracy=gold_acc,
+                         seconds=round(time.perf_counter() - start, 2), log=log)
+    report = {"model": model_name, "task": task.name, "config": asdict(cfg) | {"learning_rate": cfg.lr()},
+              **asdict(result)}
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """save_pretrained the model (eval mode, cache on) and its tokenizer into ``out``, written then renamed."""
+    model.eval()
+    model.config.use_cache = True
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- the command ------------------------------------------------------------------------------------------------
+
+
+def training_pool(task: Task, data: str | None, labels: str, split: str,
+                  data_dir: str | None = None) -> tuple[list[Example], list[Example]]:
+    """(examples training may use, held-out test examples) for ``icm train``.
+
+    The examples come from ``data``; else from the run folder next to a labels file (its ``examples.jsonl``);
+    else from the task's lm-eval data. ``split`` keeps the ``pool`` side of the lm-eval split (default), the
+    ``test`` side, or ``all``.
+    """
+    from icm_plugin.lmeval.cli import task_examples
+    from icm_plugin.lmeval.split import split_pool
+    from icm_plugin.writers import read_jsonl
+
+    run_examples = Path(labels).expanduser()
+    run_examples = (run_examples if run_examples.is_dir() else run_examples.parent) / "examples.jsonl"
+    if data is None and labels != GOLD and run_examples.is_file():
+        examples = [Example.from_dict(r) for r in read_jsonl(run_examples)]
+    else:
+        examples = task_examples(task, data, data_dir)
+    if split == "all":
+        return examples, []
+    pool, test = split_pool(examples)
+    return (pool, test) if split == "pool" else (test, pool)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """`icm train`: read labels, fine-tune, save; prints the held-out figures and where the model is."""
+    from icm_plugin.loaders import limit_pool
+    from icm_plugin.tasks import get_task
+
+    task = get_task(args.task)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ICMError(f"{out} is not empty; choose another --out or pass --overwrite")
+    pool, other = training_pool(task, args.data, args.labels, args.split, getattr(args, "data_dir", None))
+    if args.limit:
+        pool = limit_pool(pool, args.limit)
+    labels = training_labels(args.labels, pool, other)
+    items = [(ex, labels[ex.id]) for ex in pool if ex.id in labels]
+    cfg = TrainConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, lora=args.lora,
+                      lora_rank=args.lora_rank, seed=args.seed, heldout_fraction=args.heldout)
+    source = "gold labels" if args.labels == GOLD else args.labels
+    print(f"icm: fine-tuning {args.model} on {len(items)} {task.name} examples ({source}) "
+          f"{'with LoRA ' if cfg.lora else ''}for {cfg.epochs:g} epochs, lr {cfg.lr():g} -> {out}")
+    result = fine_tune(args.model, task, items, out, cfg, device=args.device)
+    _print_result(result)
+    return 0
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _print_result(r: TrainResult) -> None:
+    print(f"icm: trained on {r.n_train} examples in {r.seconds:.0f}s; train loss {_fmt(r.train_loss_first)} -> "
+          f"{_fmt(r.train_loss_last)}; held-out ({r.n_heldout}) loss {_fmt(r.heldout_loss_before)} -> "
+          f"{_fmt(r.heldout_loss_after)}, accuracy vs labels {_fmt(r.heldout_accuracy)}, "
+          f"vs gold {_fmt(r.heldout_gold_accuracy)}")
+    print(f"icm: model: {r.out}  (AutoModelForCausalLM.from_pretrained, or "
+          f"lm_eval --model hf --model_args pretrained={r.out})")
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune the model on labels (an icm label run, or gold) for the task's prompt")
+    p.add_argument("--labels", required=True, help="RUN_DIR/labels.jsonl (or RUN_DIR) from `icm label`, or gold")
+    p.add_argument("--task", default="facts", help="the task whose prompt and label words to train")
+    p.add_argument("--data", default=None, help="the pool's data (default: the run folder's examples.jsonl, else "
+                                                "the task's lm-eval data)")
+    p.add_argument("--data-dir", default=None, help="folder of ICM-format files, as lm-eval's data_dir")
+    p.add_argument("--split", choices=SPLITS, default="pool",
+                   help="train on the pool side of the lm-eval pool/test split (default), the test side, or all")
+    p.add_argument("--limit", type=int, default=None, help="keep about N examples (whole consistency groups)")
+    p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias")
+    p.add_argument("--out", required=True, help="folder for the fine-tuned model (save_pretrained + tokenizer)")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged before saving")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 5e-5, or 5e-4 with --lora)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--heldout", type=float, default=0.2, help="fraction of consistency groups held out (loss)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.set_defaults(func=train_command)
