@@ -1,0 +1,485 @@
+"""`icm bench`: the paper's comparison (Wen et al. 2025, Figure 1) on one model, one pool and one held-out test split.
+
+For each seed, on the pool side of the lm-eval split (``icm_plugin.lmeval.split``):
+
+- label accuracy of zero-shot labels (per example, and decoded under the task's rule), random labels, ICM, ICM
+  without the consistency term (``rule="none"``, the paper's Figure 10 ablation) and the bootstrapping baseline;
+- test accuracy of many-shot prompting, the whole labelled pool as demonstrations, with each label set (and of
+  plain zero-shot prompting), scored directly through the ``Scorer``;
+- test accuracy of the model fine-tuned on ICM's labels and on the gold labels, through the ``icm_<task>``
+  lm-eval task (its test split, ``limit`` = the bench's test size), or scored directly for tasks without one.
+
+Writes ``bench.json`` (every number, per seed, updated after each seed), ``bench.md`` (mean ± standard deviation
+over seeds) and ``bench.png`` (bars in the style of the paper's Figure 1); ``seed<S>/`` holds each seed's ICM run
+folders (labels.jsonl, checkpoints: ``resume`` continues an interrupted bench).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.metrics import accuracy, balanced_accuracy
+from icm_plugin.scoring.base import Scorer, ScoreRequest
+from icm_plugin.tasks import Task
+from icm_plugin.train import TrainConfig
+
+# label sets, in table and chart order: (key, what the row is called)
+ZERO_SHOT = "zero-shot"
+LABEL_SETS = (
+    ("zero_shot", "zero-shot labels"),
+    ("zero_shot_rule", "zero-shot labels + rule"),
+    ("random", "random labels"),
+    ("bootstrap", "bootstrap"),
+    ("icm_no_consistency", "ICM, no consistency term"),
+    ("icm", "ICM"),
+    ("golden", "golden labels"),
+)
+FINE_TUNED = ("icm", "golden")
+COLORS = {ZERO_SHOT: "#7f7f7f", "zero_shot": "#a6a6a6", "zero_shot_rule": "#c9c9c9", "random": "#e6e6e6",
+          "bootstrap": "#8cc5a5", "icm_no_consistency": "#9ec3e6", "icm": "#2f6ca3", "golden": "#e3b23c"}
+NAMES = dict(LABEL_SETS) | {ZERO_SHOT: "zero-shot prompt (no demonstrations)"}
+RESULTS_FILE = "bench.json"
+
+
+@dataclass
+class BenchConfig:
+    """What ``icm bench`` runs. ``limit``: pool size (whole groups); ``test_limit``: test examples (first N of the
+    test split; default = ``limit``); ``seeds``: how many (0..seeds-1); ``iterations``/``alpha``: ICM's (None =
+    ``ICMConfig`` defaults); ``shots``: demonstrations per many-shot prompt (None = the whole pool);
+    ``finetune``: also fine-tune on ICM and golden labels (``train`` settings)."""
+
+    task: str = "facts"
+    model: str = "gemma-3-270m"
+    data: str | None = None
+    data_dir: str | None = None
+    limit: int = 32
+    test_limit: int | None = None
+    seeds: int = 3
+    iterations: int | None = None
+    alpha: float | None = None
+    bootstrap_rounds: int = 3
+    shots: int | None = None
+    finetune: bool = True
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2.0))
+    dtype: str = "auto"
+    device: str | None = None
+    keep_models: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+def bench_split(cfg: BenchConfig, task: Task) -> tuple[list[Example], list[Example]]:
+    """(pool, test): the lm-eval split of the task's data; the pool cut to ``limit`` (whole groups), the test set
+    to its first ``test_limit`` examples (what lm-eval's ``--limit`` takes)."""
+    from icm_plugin.lmeval.cli import task_examples
+    from icm_plugin.lmeval.split import split_pool
+    from icm_plugin.loaders import limit_pool
+
+    pool, test = split_pool(task_examples(task, cfg.data, cfg.data_dir))
+    if not pool or not test:
+        raise ICMError(f"{cfg.task}: the pool/test split left one side empty; give more data")
+    pool = limit_pool(pool, cfg.limit) if cfg.limit else pool
+    test = test[: cfg.test_limit or cfg.limit or len(test)]
+    for name, side in (("pool", pool), ("test", test)):
+        missing = [e.id for e in side if e.label is None]
+        if missing:
+            raise ICMError(f"{cfg.task}: {len(missing)} {name} examples have no gold label (e.g. id {missing[0]!r}); "
+                           "the bench measures against gold")
+    return pool, test
+
+
+# ---- measurements -------------------------------------------------------------------------------------------------
+
+
+def many_shot_scores(scorer: Scorer, task: Task, pool: Sequence[Example], labels: Sequence[int],
+                     order: Sequence[int], test: Sequence[Example]) -> np.ndarray:
+    """log p(label word) for each test example, after the pool's examples (in ``order``) with ``labels``."""
+    demos = tuple(task.demonstration(pool[i], int(labels[i])) for i in order)
+    return scorer.label_logprobs([ScoreRequest(demos, task.prompt(e)) for e in test])
+
+
+def _scores(pred: Sequence[int], gold: Sequence[int]) -> dict[str, float]:
+    return {"accuracy": accuracy(pred, gold), "balanced_accuracy": balanced_accuracy(pred, gold),
+            "true_rate": float(np.mean(pred))}
+
+
+def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, n_test: int) -> dict[str, float]:
+    """Zero-shot accuracy of the model in ``folder`` on the ``icm_<task>`` lm-eval task's first ``n_test`` test docs."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from icm_plugin.lmeval.discovery import tasks_dir
+
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = cfg.dtype if cfg.dtype != "auto" else "bfloat16"
+    with _lmeval_data_dir(cfg) as data_dir:
+        metadata = {"data_dir": data_dir} if data_dir else {}
+        results = simple_evaluate(
+            model="hf", model_args={"pretrained": str(folder), "dtype": dtype}, tasks=[f"icm_{cfg.task}"],
+            num_fewshot=0, batch_size=16, device=device, limit=n_test, log_samples=False, bootstrap_iters=0,
+            task_manager=TaskManager(include_path=str(tasks_dir()), metadata=metadata), verbosity="WARNING",
+        )
+    row = results["results"][f"icm_{cfg.task}"]
+    return {"accuracy": float(row["acc,none"]), "balanced_accuracy": float(row["balanced_acc,none"])}
+
+
+class _lmeval_data_dir:
+    """The ``data_dir`` lm-eval reads for the bench's data: none (task default), ``--data-dir``, or a temp folder
+    holding a link to ``--data`` under the name the task looks for."""
+
+    def __init__(self, cfg: BenchConfig):
+        self.cfg = cfg
+        self.tmp: str | None = None
+
+    def __enter__(self) -> str | None:
+        if self.cfg.data is None:
+            return self.cfg.data_dir
+        self.tmp = tempfile.mkdtemp(prefix="icm-bench-data-")
+        src = Path(self.cfg.data).resolve()
+        os.symlink(src, Path(self.tmp) / f"{self.cfg.task}{src.suffix}")
+        return self.tmp
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def has_lmeval_task(cfg: BenchConfig) -> bool:
+    """True when lm-eval's ``icm_<task>`` reads the same examples as the bench (a file, a folder or the default)."""
+    from icm_plugin.lmeval.sources import LMEVAL_TASKS
+
+    if cfg.task not in LMEVAL_TASKS:
+        return False
+    return cfg.data is None or (Path(cfg.data).is_file() and Path(cfg.data).suffix in (".json", ".jsonl"))
+
+
+# ---- one seed -------------------------------------------------------------------------------------------------------
+
+
+def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list[Example], test: list[Example],
+             zero_shot_pool: np.ndarray, out: Path, resume: bool, progress: bool, say=print) -> dict[str, Any]:
+    """Every measurement of one seed; ICM run folders go to ``out/seed<seed>/``."""
+    from icm_plugin.bootstrap import Bootstrap, rule_decode
+    from icm_plugin.search import ICM, ICMConfig
+    from icm_plugin.writers import write_jsonl, write_labels
+
+    gold = [int(e.label) for e in pool]
+    test_gold = [int(e.label) for e in test]
+    rng = np.random.default_rng(10_000 + seed)
+    rule = task.rule_for(pool)
+    labels: dict[str, list[int]] = {"golden": gold}
+    seconds: dict[str, float] = {}
+    labels["zero_shot"] = [int(s[1] > s[0]) for s in zero_shot_pool]
+    labels["zero_shot_rule"] = rule_decode(zero_shot_pool, pool, rule)
+    labels["random"] = [int(y) for y in rng.integers(0, 2, len(pool))]
+
+    icm_cfg = ICMConfig(seed=seed)
+    if cfg.iterations is not None:
+        icm_cfg = replace(icm_cfg, iterations=cfg.iterations)
+    if cfg.alpha is not None:
+        icm_cfg = replace(icm_cfg, alpha=cfg.alpha)
+    extra: dict[str, Any] = {}
+    for key, rule_override in (("icm", None), ("icm_no_consistency", "none")):
+        run = out / f"seed{seed}" / key
+        run.mkdir(parents=True, exist_ok=True)
+        say(f"icm bench: seed {seed}: {NAMES[key]} ({icm_cfg.iterations or 'default'} steps)")
+        t = time.perf_counter()
+        icm = ICM(scorer, task, icm_cfg, rule=rule_override).fit(pool, checkpoint=run / "checkpoint.json",
+                                                                  resume=resume, progress=progress)
+        seconds[key] = round(time.perf_counter() - t, 2)
+        labels[key] = icm.labels_
+        write_labels(run, pool, icm.labels_, icm.confidence_)
+        write_jsonl(run / "history.jsonl", icm.history_)
+        extra[key] = {"U": icm.U_, "inconsistencies": icm.inconsistencies_, "accepted": icm.accepted_,
+                      "iterations": icm.n_iter_, "token_forwards": icm.token_forwards_}
+
+    say(f"icm bench: seed {seed}: bootstrap ({cfg.bootstrap_rounds} rounds)")
+    t = time.perf_counter()
+    boot = Bootstrap(scorer, task, rounds=cfg.bootstrap_rounds, seed=seed).fit(pool, initial_scores=zero_shot_pool)
+    seconds["bootstrap"] = round(time.perf_counter() - t, 2)
+    labels["bootstrap"] = boot.labels_
+    extra["bootstrap"] = {"rounds": boot.rounds_, "history": boot.history_, "token_forwards": boot.token_forwards_}
+
+    pool_acc = {key: _scores(labels[key], gold) for key, _ in LABEL_SETS}
+
+    say(f"icm bench: seed {seed}: many-shot prompting on {len(test)} test examples")
+    order = [int(i) for i in rng.permutation(len(pool))][: cfg.shots or len(pool)]
+    t = time.perf_counter()
+    many_shot = {ZERO_SHOT: _scores([int(s[1] > s[0]) for s in _zero_shot(scorer, task, test)], test_gold)}
+    for key, _ in LABEL_SETS:
+        s = many_shot_scores(scorer, task, pool, labels[key], order, test)
+        many_shot[key] = _scores([int(r[1] > r[0]) for r in s], test_gold)
+    seconds["many_shot"] = round(time.perf_counter() - t, 2)
+
+    fine_tuned: dict[str, dict[str, float]] = {}
+    if cfg.finetune:
+        fine_tuned, ft_seconds = _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say)
+        seconds.update(ft_seconds)
+    return {"seed": seed, "pool_accuracy": pool_acc, "many_shot": many_shot, "fine_tuned": fine_tuned,
+            "seconds": seconds, "details": extra, "demonstrations": len(order)}
+
+
+def _zero_shot(scorer: Scorer, task: Task, examples: Sequence[Example]) -> np.ndarray:
+    from icm_plugin.baselines import zero_shot_scores
+
+    return zero_shot_scores(scorer, task, examples)
+
+
+def _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say):
+    from icm_plugin.train import fine_tune
+
+    results, seconds = {}, {}
+    for key in FINE_TUNED:
+        folder = out / f"seed{seed}" / f"model-{key}"
+        say(f"icm bench: seed {seed}: fine-tuning on {NAMES[key]}")
+        t = time.perf_counter()
+        train_cfg = replace(cfg.train, seed=seed)
+        trained = fine_tune(cfg.model, task, list(zip(pool, labels[key], strict=True)), folder, train_cfg,
+                            device=cfg.device, progress=progress)
+        if has_lmeval_task(cfg):
+            scores = lmeval_accuracy(folder, cfg, len(test))
+            scores["via"] = "lm-eval"
+        else:
+            scores = _direct_accuracy(folder, cfg, task, test)
+            scores["via"] = "scorer"
+        scores["train_loss_last"] = trained.train_loss_last
+        scores["heldout_loss_after"] = trained.heldout_loss_after
+        results[key] = scores
+        seconds[f"fine_tune_{key}"] = round(time.perf_counter() - t, 2)
+        if not cfg.keep_models:
+            shutil.rmtree(folder, ignore_errors=True)
+    return results, seconds
+
+
+def _direct_accuracy(folder: Path, cfg: BenchConfig, task: Task, test: Sequence[Example]) -> dict[str, float]:
+    from icm_plugin.models import load_model
+    from icm_plugin.scoring.prefix import PrefixSharingScorer
+
+    model, tokenizer = load_model(str(folder), dtype=cfg.dtype, device=cfg.device)
+    s = _zero_shot(PrefixSharingScorer(model, tokenizer, task.label_words), task, test)
+    return _scores([int(r[1] > r[0]) for r in s], [int(e.label) for e in test])
+
+
+# ---- the whole bench ------------------------------------------------------------------------------------------------
+
+
+def run_bench(cfg: BenchConfig, out: str | Path, resume: bool = False, progress: bool = True, say=print) -> dict:
+    """Run every seed (skipping seeds already in ``out/bench.json`` when ``resume``), write the files, return them.
+
+    Raises ICMError when ``out`` holds another bench (without ``resume``) or one made with other settings.
+    """
+    from icm_plugin.models import load_model, model_display_name
+    from icm_plugin.scoring.prefix import PrefixSharingScorer
+    from icm_plugin.tasks import get_task
+
+    out = Path(out)
+    task = get_task(cfg.task)
+    results_path = out / RESULTS_FILE
+    settings = cfg.to_dict()
+    done: list[dict[str, Any]] = []
+    if results_path.exists():
+        if not resume:
+            raise ICMError(f"{out} already holds a bench; pass --resume to continue it, or choose another --out")
+        previous = json.loads(results_path.read_text())
+        if previous["settings"] != settings:
+            raise ICMError(f"{results_path} was made with other settings; resume with the same options or use another --out")
+        done = previous["seeds"]
+    out.mkdir(parents=True, exist_ok=True)
+    pool, test = bench_split(cfg, task)
+    say(f"icm bench: {task.name}: pool {len(pool)} examples, test {len(test)}, {cfg.seeds} seeds, model {cfg.model} -> {out}")
+    model, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    scorer = PrefixSharingScorer(model, tokenizer, task.label_words)
+    t = time.perf_counter()
+    zero_shot_pool = _zero_shot(scorer, task, pool)
+    zero_shot_seconds = round(time.perf_counter() - t, 2)
+    blob = {"settings": settings, "model": model_display_name(cfg.model), "task": task.name, "rule": task.rule_for(pool),
+            "n_pool": len(pool), "n_test": len(test), "zero_shot_seconds": zero_shot_seconds, "seeds": done}
+    for seed in range(cfg.seeds):
+        if any(r["seed"] == seed for r in done):
+            continue
+        t = time.perf_counter()
+        result = run_seed(seed, cfg, task, scorer, pool, test, zero_shot_pool, out, resume, progress, say)
+        result["seconds"]["total"] = round(time.perf_counter() - t, 2)
+        done.append(result)
+        write_results(out, blob)  # after every seed: --resume picks up from here
+    write_results(out, blob)
+    return blob
+
+
+def write_results(out: Path, blob: dict[str, Any]) -> None:
+    """bench.json, bench.md and bench.png from the results so far."""
+    from icm_plugin.writers import write_json
+
+    write_json(out / RESULTS_FILE, blob)
+    (out / "bench.md").write_text(markdown_report(blob), encoding="utf-8")
+    plot_bench(blob, out / "bench.png")
+
+
+# ---- table and chart -------------------------------------------------------------------------------------------------
+
+
+def summary(blob: dict[str, Any]) -> dict[str, dict[str, tuple[float, float, int] | None]]:
+    """{row key: {column: (mean, std, n seeds) or None}} over the seeds, for accuracy."""
+    seeds = blob["seeds"]
+    rows: dict[str, dict[str, tuple[float, float, int] | None]] = {}
+    for key in (ZERO_SHOT, *(k for k, _ in LABEL_SETS)):
+        row: dict[str, tuple[float, float, int] | None] = {}
+        for column in ("pool_accuracy", "many_shot", "fine_tuned"):
+            values = [s[column][key]["accuracy"] for s in seeds if key in s.get(column, {})]
+            row[column] = (float(np.mean(values)), float(np.std(values)), len(values)) if values else None
+        rows[key] = row
+    return rows
+
+
+def _cell(v: tuple[float, float, int] | None) -> str:
+    if v is None:
+        return "–"
+    mean, std, n = v
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def markdown_table(blob: dict[str, Any]) -> str:
+    """The results table: one row per label set, accuracy on the pool, many-shot and fine-tuned test accuracy."""
+    lines = ["| labels | pool label accuracy | many-shot test accuracy | fine-tuned test accuracy |",
+             "|---|---|---|---|"]
+    for key, row in summary(blob).items():
+        lines.append(f"| {NAMES[key]} | {_cell(row['pool_accuracy'])} | {_cell(row['many_shot'])} | "
+                     f"{_cell(row['fine_tuned'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_report(blob: dict[str, Any]) -> str:
+    """bench.md: what was run, the table, the chart, time per part."""
+    s = blob["settings"]
+    seeds = blob["seeds"]
+    n = len(seeds)
+    secs = {k: float(np.mean([r["seconds"].get(k, 0.0) for r in seeds])) for k in (seeds[0]["seconds"] if seeds else {})}
+    ft = s["train"]
+    via = {v.get("via") for r in seeds for v in r.get("fine_tuned", {}).values()}
+    head = [
+        f"# icm bench: {blob['task']}, {blob['model']}",
+        "",
+        f"Pool: {blob['n_pool']} examples (labelled by each method; gold only for scoring); test: {blob['n_test']} "
+        f"held-out examples (lm-eval `icm_{blob['task']}` split). Consistency rule: `{blob['rule']}`. "
+        f"Seeds: {n} ({', '.join(str(r['seed']) for r in seeds)}); cells are mean ± standard deviation over seeds.",
+        f"ICM: {s['iterations'] or 'default (3 x pool)'} steps, alpha {s['alpha'] or 50}. Bootstrap: up to "
+        f"{s['bootstrap_rounds']} rounds. Many-shot: {seeds[0]['demonstrations'] if seeds else '?'} demonstrations "
+        f"from the pool per test prompt. Fine-tuning: {ft['epochs']:g} epochs, "
+        f"{'LoRA, ' if ft['lora'] else ''}lr {ft['learning_rate'] or ('5e-4' if ft['lora'] else '5e-5')}, "
+        f"scored {' and '.join(sorted(v for v in via if v)) or 'not run'}.",
+        "",
+        markdown_table(blob),
+        "![icm bench](bench.png)",
+        "",
+        "Mean seconds per seed: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()) +
+        f"; zero-shot scoring of the pool {blob['zero_shot_seconds']:.0f}.",
+        "",
+    ]
+    return "\n".join(head)
+
+
+def plot_bench(blob: dict[str, Any], path: Path) -> Path:
+    """bench.png: bars with spread over seeds for pool label accuracy, many-shot and fine-tuned test accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    rows = summary(blob)
+    panels = [("pool_accuracy", "label accuracy on the pool"), ("many_shot", "many-shot prompting (test)"),
+              ("fine_tuned", "fine-tuning (test)")]
+    panels = [p for p in panels if any(rows[k][p[0]] for k in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), sharey=True, squeeze=False)
+    for ax, (column, title) in zip(axes[0], panels, strict=True):
+        keys = [k for k in rows if rows[k][column] is not None]
+        means = [rows[k][column][0] * 100 for k in keys]
+        stds = [rows[k][column][1] * 100 for k in keys]
+        bars = ax.bar(range(len(keys)), means, yerr=stds, capsize=3, color=[COLORS[k] for k in keys],
+                      edgecolor="black", linewidth=0.6)
+        for bar, m, sd in zip(bars, means, stds, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, m + sd + 1.5, f"{m:.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_xlim(-0.6, max(len(keys), 4) - 0.4)  # narrow panels keep bar widths comparable
+        ax.set_ylim(0, 105)
+        ax.axhline(50, color="black", linewidth=0.5, linestyle=":")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    used = [k for k in rows if any(rows[k][c] is not None for c, _ in panels)]
+    fig.legend(handles=[Patch(facecolor=COLORS[k], edgecolor="black", label=NAMES[k]) for k in used],
+               loc="lower center", ncol=min(4, len(used)), fontsize=8, frameon=False)
+    n = len(blob["seeds"])
+    fig.suptitle(f"{blob['task']} · {blob['model']} · pool {blob['n_pool']}, test {blob['n_test']}, "
+                 f"{n} seed{'s' if n != 1 else ''}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---- the command ------------------------------------------------------------------------------------------------------
+
+
+def bench_command(args) -> int:
+    """`icm bench`: run, write bench.json/.md/.png, print the table."""
+    from icm_plugin.models import model_display_name
+
+    train = TrainConfig(epochs=args.epochs, learning_rate=args.lr, lora=args.lora, batch_size=args.batch_size)
+    cfg = BenchConfig(task=args.task, model=args.model, data=args.data, data_dir=args.data_dir, limit=args.limit,
+                      test_limit=args.test_limit, seeds=args.seeds, iterations=args.iterations, alpha=args.alpha,
+                      bootstrap_rounds=args.bootstrap_rounds, shots=args.shots, finetune=not args.no_finetune,
+                      train=train, dtype=args.dtype, device=args.device, keep_models=args.keep_models)
+    out = Path(args.out) if args.out else Path("runs") / f"bench-{cfg.task}-{model_display_name(cfg.model)}"
+    start = time.perf_counter()
+    blob = run_bench(cfg, out, resume=args.resume, progress=not args.quiet)
+    print()
+    print(markdown_table(blob))
+    print(f"icm bench: {time.perf_counter() - start:.0f}s; table: {out / 'bench.md'}  chart: {out / 'bench.png'}  "
+          f"numbers: {out / RESULTS_FILE}")
+    return 0
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="zero-shot / random / bootstrap / ICM / golden labels: pool accuracy, many-shot "
+                                     "and fine-tuned test accuracy, over seeds")
+    p.add_argument("--task", default="facts", help="facts (packaged data), truthfulqa, gsm8k, alpaca (give their data)")
+    p.add_argument("--data", default=None, help="ICM-format .json/.jsonl (both sides of the split are drawn from it)")
+    p.add_argument("--data-dir", default=None, help="folder of ICM-format files, as the icm_* lm-eval tasks read")
+    p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias")
+    p.add_argument("--limit", type=int, default=32, help="pool size (whole consistency groups)")
+    p.add_argument("--test-limit", type=int, default=None, help="test examples (default: --limit)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--iterations", type=int, default=None, help="ICM search steps (default: 3 x pool)")
+    p.add_argument("--alpha", type=float, default=None, help="ICM's weight of mutual predictability (paper: 50)")
+    p.add_argument("--bootstrap-rounds", type=int, default=3)
+    p.add_argument("--shots", type=int, default=None, help="demonstrations per many-shot test prompt (default: the pool)")
+    p.add_argument("--no-finetune", action="store_true", help="skip fine-tuning on ICM and golden labels")
+    p.add_argument("--epochs", type=float, default=2.0, help="fine-tuning epochs")
+    p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default 5e-5, 5e-4 with --lora)")
+    p.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch size")
+    p.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (merged before evaluation)")
+    p.add_argument("--keep-models", action="store_true", help="keep the fine-tuned models under OUT/seed*/")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--out", default=None, help="folder (default: runs/bench-<task>-<model>)")
+    p.add_argument("--resume", action="store_true", help="continue a bench in --out (same options)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=bench_command)
