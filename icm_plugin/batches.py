@@ -1,0 +1,262 @@
+"""`icm label --batch-size N`: label a pool bigger than one prompt in batches, as the paper does (256 at a time).
+
+The pool is split by consistency group (a group is never split: its rule only binds inside one search), each
+batch is labelled by its own ICM search in ``batches/NNN/`` (a complete run folder with its checkpoint), and
+the batches are merged into one run folder: ``labels.jsonl`` (pool order), ``conflicts.jsonl`` and
+``history.jsonl`` (each row with its ``batch``), ``batches.json`` (the split) and ``report.json`` with
+per-batch and total figures.
+
+Resumable per batch: with ``--resume`` a batch whose ``report.json`` exists is not redone, and an interrupted
+one continues from its checkpoint. Batches run one after another, or in threads when the scorer says its
+backend takes several searches at once (``parallel_capacity`` > 1, e.g. an API backend with
+``num_concurrent``; each thread gets ``scorer.fork()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.loaders import group_key
+from icm_plugin.scoring.base import Scorer
+from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.tasks import Task
+from icm_plugin.writers import (
+    build_report,
+    plot_progress,
+    read_jsonl,
+    write_examples,
+    write_json,
+    write_jsonl,
+    write_labels,
+)
+
+MANIFEST = "batches.json"
+
+
+def split_by_group(examples: Sequence[Example], batch_size: int) -> list[list[Example]]:
+    """Batches of at most ``batch_size`` examples (about equal sizes), whole consistency groups only.
+
+    Groups are dealt in a stable hashed order of their ids (so each batch mixes topics and the split does not
+    depend on the file order); the examples keep their pool order inside a batch. A group larger than
+    ``batch_size`` gets a batch of its own. Raises ICMError for ``batch_size`` < 1.
+    """
+    if batch_size < 1:
+        raise ICMError(f"--batch-size must be at least 1, got {batch_size}")
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(group_key(ex), []).append(i)
+    dealt = [groups[g] for g in sorted(groups, key=lambda g: hashlib.sha1(g.encode()).hexdigest())]
+    n_batches = max(1, math.ceil(len(examples) / batch_size))
+    while True:  # the fewest batches whose even share leaves no remainder batch
+        batches = _deal(dealt, len(examples), batch_size, n_batches)
+        if len(batches) <= n_batches:
+            break
+        n_batches += 1
+    return [[examples[i] for i in sorted(b)] for b in batches]
+
+
+def _deal(groups: list[list[int]], n: int, batch_size: int, n_batches: int) -> list[list[int]]:
+    left, batches, current = n, [], []
+    target = math.ceil(left / n_batches)  # recomputed per batch so sizes stay even
+    for members in groups:
+        if current and (len(current) + len(members) > batch_size or len(current) >= target):
+            batches.append(current)
+            left -= len(current)
+            current = []
+            target = math.ceil(left / max(1, n_batches - len(batches)))
+        current.extend(members)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def batch_name(index: int) -> str:
+    return f"{index:03d}"
+
+
+def label_in_batches(args: argparse.Namespace, plugins: list | None = None) -> int:
+    """`icm label --batch-size N` end to end; returns the exit code (ICMError for user mistakes)."""
+    from icm_plugin.run import build_config, default_out, load_pool, prepare_out, read_clamp_file
+    from icm_plugin.scoring.registry import model_name_for_args, scorer_for_args
+    from icm_plugin.tasks import DEMO_SEPARATOR, get_task
+
+    plugins = plugins or []
+    task = get_task(args.task)
+    examples = load_pool(args, task, plugins)
+    clamped = read_clamp_file(args.clamp) if args.clamp else {}
+    unknown = sorted(set(clamped) - {e.id for e in examples})
+    if unknown:
+        raise ICMError(f"{args.clamp}: clamped id {unknown[0]!r} is not in the pool")
+    model_name = model_name_for_args(args)
+    out = Path(args.out) if args.out else default_out(task.name, model_name, args.seed)
+    prepare_out(out, args.resume)
+    cfg = build_config(args)
+    batches = split_by_group(examples, args.batch_size)
+    manifest = {"batch_size": args.batch_size, "seed": cfg.seed,
+                "batches": [{"batch": batch_name(b), "ids": [e.id for e in batch]} for b, batch in enumerate(batches)]}
+    _check_manifest(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
+    write_examples(out, examples)
+    write_json(out / "config.json", {
+        "task": task.name, "model": args.model, "model_type": getattr(args, "model_type", None),
+        "model_args": getattr(args, "model_args", None), "data": args.data, "limit": args.limit,
+        "rule": args.rule or task.rule_for(examples), "scorer": getattr(args, "scorer", "prefix"),
+        "clamp": args.clamp, "batch_size": args.batch_size, "batches": len(batches),
+        "hyperparameters": asdict(cfg), "batch_seeds": "seed + batch index"})
+
+    scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
+    print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} in {len(batches)} "
+          f"batches of <= {args.batch_size} -> {out}")
+    runner = BatchRunner(scorer, task, cfg, rule=args.rule, resume=args.resume)
+    summaries = runner.run(batches, clamped, out / "batches")
+    report = merge_batches(out, examples, batches, summaries, base={
+        "task": task.name, "model": model_name, "seed": args.seed, "alpha": cfg.alpha,
+        "batch_size": args.batch_size, "clamp": {"clamped": len(clamped)}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip()})
+    for plugin in plugins:
+        plugin.after_label(args, out)
+    print(f"icm: done: n={report['n']} in {len(batches)} batches, inconsistencies={report['inconsistencies']} "
+          f"{report['seconds']:.0f}s {report['token_forwards']} token-forwards"
+          + (f"; vs gold: accuracy={report['accuracy']:.3f}" if report.get("accuracy") is not None else ""))
+    print(f"icm: labels:  {out / 'labels.jsonl'}")
+    print(f"icm: report:  {out / 'report.json'}  (per batch: {out / 'batches'}/NNN/)")
+    return 0
+
+
+class BatchRunner:
+    """Runs one ICM search per batch into ``root/NNN/``; skips finished batches, resumes interrupted ones.
+
+    ``workers`` defaults to ``scorer.parallel_capacity`` (1 for the native scorers): with more, batches run
+    in threads, each on ``scorer.fork()`` so token counts stay per batch.
+    """
+
+    def __init__(self, scorer: Scorer, task: Task, config: ICMConfig, rule: str | None = None,
+                 resume: bool = False, workers: int | None = None):
+        self.scorer = scorer
+        self.task = task
+        self.config = config
+        self.rule = rule
+        self.resume = resume
+        capacity = int(getattr(scorer, "parallel_capacity", 1))
+        self.workers = max(1, workers if workers is not None else capacity)
+        if self.workers > 1 and not hasattr(scorer, "fork"):
+            self.workers = 1
+
+    def run(self, batches: Sequence[Sequence[Example]], clamped: dict[str, int], root: Path) -> list[dict[str, Any]]:
+        """Label every batch; returns one summary per batch (from its report.json), in batch order."""
+        root.mkdir(parents=True, exist_ok=True)
+        jobs = []
+        for b, batch in enumerate(batches):
+            ids = {e.id for e in batch}
+            jobs.append((b, list(batch), {i: y for i, y in clamped.items() if i in ids}))
+        if self.workers == 1:
+            return [self.label_batch(self.scorer, b, batch, clamp, root, progress=True) for b, batch, clamp in jobs]
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="icm-batch") as pool:
+            futures = [pool.submit(self.label_batch, self.scorer.fork(), b, batch, clamp, root, False)
+                       for b, batch, clamp in jobs]
+            return [f.result() for f in futures]
+
+    def label_batch(self, scorer: Scorer, index: int, batch: list[Example], clamped: dict[str, int], root: Path,
+                    progress: bool = True) -> dict[str, Any]:
+        """One batch's search and run folder; a batch with a report.json is done and only read back."""
+        folder = root / batch_name(index)
+        done = folder / "report.json"
+        if done.exists():
+            summary = read_json(done)
+            if summary.get("ids") != [e.id for e in batch]:
+                raise ICMError(f"{done}: this batch folder holds other examples; use another --out")
+            print(f"icm: batch {batch_name(index)}: done earlier, kept")
+            return summary
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = replace(self.config, seed=self.config.seed + index)
+        icm = ICM(scorer, self.task, cfg, rule=self.rule)
+        t0 = time.perf_counter()
+        icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json", resume=self.resume, progress=progress)
+        write_examples(folder, batch)
+        write_labels(folder, batch, icm.labels_, icm.confidence_)
+        write_jsonl(folder / "conflicts.jsonl", icm.conflicts_)
+        write_jsonl(folder / "history.jsonl", icm.history_)
+        plot_progress(folder, batch, icm.history_)
+        base = {"batch": batch_name(index), "n": len(batch), "seed": cfg.seed, "iterations": icm.n_iter_,
+                "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
+                "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_,
+                "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_,
+                "wall_seconds_this_run": round(time.perf_counter() - t0, 2), "scorer": scorer.name,
+                "ids": [e.id for e in batch]}
+        report = build_report(folder, batch, base)
+        write_json(done, report)  # written last: its presence marks the batch finished
+        if not progress:
+            print(f"icm: batch {batch_name(index)}: n={len(batch)} U={icm.U_:.3f} {icm.seconds_:.0f}s")
+        return report
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ICMError(f"{path}: not valid JSON ({err.msg}); delete the batch folder to redo it") from None
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    if not path.exists():
+        return
+    old = read_json(path)
+    if old != manifest:
+        raise ICMError(f"{path}: this run folder was split differently (other pool, --batch-size or --seed); "
+                       "resume with the same settings or choose another --out")
+
+
+# per-batch figures copied into the merged report
+_BATCH_FIELDS = ("batch", "n", "seed", "iterations", "accepted", "U", "mutual_predictability", "inconsistencies",
+                 "seconds", "token_forwards", "accuracy", "balanced_accuracy", "collapsed_to_one_class",
+                 "label_balance")
+
+
+def merge_batches(out: Path, examples: Sequence[Example], batches: Sequence[Sequence[Example]],
+                  summaries: Sequence[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
+    """Write the merged labels/conflicts/history and report.json of a batched run; returns the report.
+
+    Totals: ``seconds`` and ``token_forwards`` are sums over batches (search time, not counting model
+    loading), ``inconsistencies`` the sum, ``mutual_predictability`` the n-weighted mean of the batches' P,
+    ``U = alpha * P - I`` of those, accuracy over the whole pool.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    conflicts: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for b, _ in enumerate(batches):
+        folder = out / "batches" / batch_name(b)
+        rows.update({r["id"]: r for r in read_jsonl(folder / "labels.jsonl")})
+        conflicts += [{"batch": batch_name(b), **r} for r in read_jsonl(folder / "conflicts.jsonl")]
+        history += [{"batch": batch_name(b), **r} for r in read_jsonl(folder / "history.jsonl")]
+    missing = [e.id for e in examples if e.id not in rows]
+    if missing:
+        raise ICMError(f"{out / 'batches'}: no label for example id {missing[0]!r}; re-run with --resume")
+    write_jsonl(out / "labels.jsonl", [rows[e.id] for e in examples])
+    write_jsonl(out / "conflicts.jsonl", conflicts)
+    write_jsonl(out / "history.jsonl", history)
+    n = sum(s["n"] for s in summaries)
+    p = sum(s["n"] * s["mutual_predictability"] for s in summaries) / n if n else 0.0
+    inconsistencies = sum(s["inconsistencies"] for s in summaries)
+    report = dict(base)
+    report.update({
+        "n": n, "batches": len(summaries), "iterations": sum(s["iterations"] for s in summaries),
+        "accepted": sum(s["accepted"] for s in summaries), "mutual_predictability": p,
+        "inconsistencies": inconsistencies, "U": base["alpha"] * p - inconsistencies,
+        "seconds": round(sum(s["seconds"] for s in summaries), 2),
+        "token_forwards": sum(s["token_forwards"] for s in summaries),
+    })
+    report = build_report(out, examples, report)
+    report["per_batch"] = [{k: s.get(k) for k in _BATCH_FIELDS} for s in summaries]
+    write_json(out / "report.json", report)
+    return report
