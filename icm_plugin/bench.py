@@ -281,7 +281,8 @@ def _direct_accuracy(folder: Path, cfg: BenchConfig, task: Task, test: Sequence[
 
 
 def run_bench(cfg: BenchConfig, out: str | Path, resume: bool = False, progress: bool = True, say=print) -> dict:
-    """Run every seed (skipping seeds already in ``out/bench.json`` when ``resume``), write the files, return them.
+    """Run every seed (skipping seeds already in ``out/bench.json`` when ``resume``; a larger ``seeds`` adds seeds),
+    write the files, return them.
 
     Raises ICMError when ``out`` holds another bench (without ``resume``) or one made with other settings.
     """
@@ -298,7 +299,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, resume: bool = False, progress:
         if not resume:
             raise ICMError(f"{out} already holds a bench; pass --resume to continue it, or choose another --out")
         previous = json.loads(results_path.read_text())
-        if previous["settings"] != settings:
+        if {**previous["settings"], "seeds": cfg.seeds} != settings:  # more seeds may be added later
             raise ICMError(f"{results_path} was made with other settings; resume with the same options or use another --out")
         done = previous["seeds"]
     out.mkdir(parents=True, exist_ok=True)

@@ -79,13 +79,14 @@ class TrainResult:
 
 
 def training_labels(source: str, pool: Sequence[Example], test: Sequence[Example] = ()) -> dict[str, int]:
-    """``{id: label}`` to train on: the pool's gold labels (``"gold"``) or an ``icm label`` labels file.
+    """``{id: label}`` to train on: the pool's gold labels (``"gold"``) or an ``icm label`` labels file (or its run
+    folder).
 
     A labels file may cover part of the pool. Raises ICMError for a bad file (names file, line and field), for
     ids in the held-out ``test`` examples (the fix: label the pool side, or train on ``--split all``), for ids in
     neither, and for gold requested on examples without gold.
     """
-    from icm_plugin.lmeval.demonstrations import read_labels_file
+    from icm_plugin.loaders import read_label_file
 
     if source == GOLD:
         missing = [e.id for e in pool if e.label is None]
@@ -93,19 +94,23 @@ def training_labels(source: str, pool: Sequence[Example], test: Sequence[Example
             raise ICMError(f"--labels gold: {len(missing)} pool examples have no gold label (e.g. id {missing[0]!r}); "
                            "give a labels file from `icm label` instead")
         return {e.id: int(e.label) for e in pool}
-    given = read_labels_file(source)
+    path = Path(source).expanduser()
+    path = path / "labels.jsonl" if path.is_dir() else path
+    given = read_label_file(path)
+    if not given:
+        raise ICMError(f"{path}: no labels in the file")
     in_pool, test_ids = {e.id for e in pool}, {e.id for e in test}
     in_test = [i for i in given if i in test_ids]
     if in_test:
         raise ICMError(
-            f"{source}: {len(in_test)} labelled ids are in the held-out test split (e.g. {in_test[0]!r}), which "
+            f"{path}: {len(in_test)} labelled ids are in the held-out test split (e.g. {in_test[0]!r}), which "
             "lm-eval's icm_* tasks score: label the pool only (`icm label --split pool`), or pass --split all to "
             "train on them anyway (and do not evaluate on that task's test split)"
         )
     unknown = [i for i in given if i not in in_pool]
     if unknown:
         raise ICMError(
-            f"{source}: {len(unknown)} of its {len(given)} ids are not in the pool of {len(pool)} examples "
+            f"{path}: {len(unknown)} of its {len(given)} ids are not in the pool of {len(pool)} examples "
             f"(e.g. {unknown[0]!r}): was it labelled on other data? pass the same --task/--data as `icm label`"
         )
     return given
@@ -305,10 +310,11 @@ def train_command(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ICMError(f"{out} is not empty; choose another --out or pass --overwrite")
     pool, other = training_pool(task, args.data, args.labels, args.split, getattr(args, "data_dir", None))
-    if args.limit:
-        pool = limit_pool(pool, args.limit)
     labels = training_labels(args.labels, pool, other)
-    items = [(ex, labels[ex.id]) for ex in pool if ex.id in labels]
+    labelled = [ex for ex in pool if ex.id in labels]
+    if args.limit:
+        labelled = limit_pool(labelled, args.limit)
+    items = [(ex, labels[ex.id]) for ex in labelled]
     cfg = TrainConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, lora=args.lora,
                       lora_rank=args.lora_rank, seed=args.seed, heldout_fraction=args.heldout)
     source = "gold labels" if args.labels == GOLD else args.labels
