@@ -131,10 +131,12 @@ def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, n_test: int) -> dict[s
     dtype = cfg.dtype if cfg.dtype != "auto" else "bfloat16"
     with _lmeval_data_dir(cfg) as data_dir:
         metadata = {"data_dir": data_dir} if data_dir else {}
+        # only our task folder: indexing lm-eval's thousands of task YAMLs costs more than the evaluation here
+        manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
         results = simple_evaluate(
             model="hf", model_args={"pretrained": str(folder), "dtype": dtype}, tasks=[f"icm_{cfg.task}"],
             num_fewshot=0, batch_size=16, device=device, limit=n_test, log_samples=False, bootstrap_iters=0,
-            task_manager=TaskManager(include_path=str(tasks_dir()), metadata=metadata), verbosity="WARNING",
+            task_manager=manager, verbosity="WARNING",
         )
     row = results["results"][f"icm_{cfg.task}"]
     return {"accuracy": float(row["acc,none"]), "balanced_accuracy": float(row["balanced_acc,none"])}
