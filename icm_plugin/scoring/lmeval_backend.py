@@ -24,9 +24,8 @@ server's prefix cache may compute fewer.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -89,15 +88,13 @@ def make_lm(model_type: str, model_args: str = "", batch_size: int | str | None 
         raise ICMError(f"--model-type {model_type!r} is not an lm-eval model type; choose one of: "
                        f"{', '.join(names)}") from None
     except (ImportError, ModuleNotFoundError) as err:
-        raise ICMError(f"--model-type {model_type!r} needs a package that is not installed ({err}); "
-                       f"install lm-eval's extra for it, e.g. pip install 'lm-eval[{model_type}]'") from None
+        raise _missing_package(model_type, err) from None
     args = resolve_aliases(parse_model_args(model_args))
     extra = {"batch_size": batch_size} if batch_size is not None and "batch_size" not in args else {}
     try:
         return cls.create_from_arg_obj(args, extra)
     except (ImportError, ModuleNotFoundError) as err:
-        raise ICMError(f"--model-type {model_type!r} needs a package that is not installed ({err}); "
-                       f"install lm-eval's extra for it, e.g. pip install 'lm-eval[{model_type}]'") from None
+        raise _missing_package(model_type, err) from None
     except TypeError as err:
         raise ICMError(f"--model-args {model_args!r} do not fit lm-eval's {model_type!r} model ({err})") from None
     except (OSError, ValueError, AssertionError) as err:
@@ -106,16 +103,25 @@ def make_lm(model_type: str, model_args: str = "", batch_size: int | str | None 
                        f"{first}") from None
 
 
+def _missing_package(model_type: str, err: Exception) -> ICMError:
+    extra = "api" if "completions" in model_type or "chat" in model_type or "api" in str(err) else model_type
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return ICMError(f"--model-type {model_type!r} needs a package that is not installed ({first}): "
+                    f"pip install 'lm-eval[{extra}]'")
+
+
 class LMEvalScorer(Scorer):
     """The ICM scorer over an lm-eval ``LM``: log p(label word | demos, query) from ``loglikelihood``."""
 
     def __init__(self, lm: Any, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n",
-                 model_type: str = "lm-eval"):
+                 model_type: str = "lm-eval", cache_size: int = 1024):
         self.lm = lm
         self.label_words = tuple(label_words)
         self.separator = separator
         self.model_type = model_type
         self.token_forwards = 0
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.bos_text = _bos_text(lm)
         self.is_api = _is_api(lm)
         # a sequential API backend sorts each call by length: send one context per call to keep our order
@@ -123,6 +129,7 @@ class LMEvalScorer(Scorer):
         self.max_length = _max_length(lm)
         if self.is_api:
             _install_checked_parser(lm)
+            _quiet_api_progress()
         _warn_bos(lm, model_type)
 
     @classmethod
@@ -145,6 +152,7 @@ class LMEvalScorer(Scorer):
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
         twin.token_forwards = 0
+        twin._cache = OrderedDict()
         return twin
 
     def prompt(self, request: ScoreRequest) -> str:
@@ -154,21 +162,36 @@ class LMEvalScorer(Scorer):
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
         from lm_eval.api.instance import Instance
 
-        order = sorted(range(len(requests)), key=lambda r: (requests[r].demos, requests[r].query))
-        contexts = [self.prompt(requests[r]) for r in order]
-        self._count_and_check(contexts)
         words = self.label_words
         loglik = np.zeros((len(requests), len(words)))
+        todo: dict[str, list[int]] = {}  # prompt -> the requests that need it (a prompt is sent once)
+        for r in sorted(range(len(requests)), key=lambda r: (requests[r].demos, requests[r].query)):
+            ctx = self.prompt(requests[r])
+            hit = self._cache.get(ctx)
+            if hit is not None:
+                self._cache.move_to_end(ctx)
+                loglik[r] = hit
+            else:
+                todo.setdefault(ctx, []).append(r)
+        contexts = list(todo)
+        self._count_and_check(contexts)
         step = self.contexts_per_call or max(1, len(contexts))
         for start in range(0, len(contexts), step):
             chunk = contexts[start:start + step]
             instances = [Instance("loglikelihood", {}, (ctx, w), idx=k * len(words) + j)
                          for k, ctx in enumerate(chunk) for j, w in enumerate(words)]
             results = self._call(instances)
-            for k in range(len(chunk)):
-                for j in range(len(words)):
-                    loglik[order[start + k], j] = float(results[k * len(words) + j][0])
+            for k, ctx in enumerate(chunk):
+                row = np.array([float(results[k * len(words) + j][0]) for j in range(len(words))])
+                loglik[todo[ctx]] = row
+                self._remember(ctx, row)
         return loglik - np.logaddexp.reduce(loglik, axis=1, keepdims=True)
+
+    def _remember(self, ctx: str, row: np.ndarray) -> None:
+        # the search asks again for a prompt it proposed from (and a labelling it revisits): answer from here
+        self._cache[ctx] = row
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _count_and_check(self, contexts: Sequence[str]) -> None:
@@ -189,8 +212,7 @@ class LMEvalScorer(Scorer):
 
     def _call(self, instances: list) -> list:
         try:
-            with _quiet_progress():
-                return self.lm.loglikelihood(instances, disable_tqdm=True)
+            return self.lm.loglikelihood(instances, disable_tqdm=True)
         except ICMError:
             raise
         except NotImplementedError:
@@ -249,18 +271,26 @@ def _max_length(lm: Any) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-@contextlib.contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """lm-eval's API models draw a progress bar per call whatever disable_tqdm says; hide it during our calls."""
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
+def _quiet_api_progress() -> None:
+    """lm-eval's API models draw a progress bar per call whatever ``disable_tqdm`` says; ICM calls them once
+    per prompt and has its own bar, so their bars are switched off (in this process, once)."""
+    import functools
+
+    import lm_eval.models.api_models as api_models
+
+    if getattr(api_models.tqdm, "icm_quiet", False):
+        return
+    quiet = functools.partial(api_models.tqdm, disable=True)
+    quiet.icm_quiet = True  # type: ignore[attr-defined]
+    api_models.tqdm = quiet
+    gather = api_models.tqdm_asyncio.gather
+
+    class QuietAsync:
+        @staticmethod
+        def gather(*tasks, **kwargs):
+            return gather(*tasks, **{**kwargs, "disable": True})
+
+    api_models.tqdm_asyncio = QuietAsync
 
 
 # ---- OpenAI-compatible completions servers -------------------------------------------------------------

