@@ -382,11 +382,11 @@ def markdown_report(blob: dict[str, Any]) -> str:
         f"Pool: {blob['n_pool']} examples (labelled by each method; gold only for scoring); test: {blob['n_test']} "
         f"held-out examples (lm-eval `icm_{blob['task']}` split). Consistency rule: `{blob['rule']}`. "
         f"Seeds: {n} ({', '.join(str(r['seed']) for r in seeds)}); cells are mean ± standard deviation over seeds.",
-        f"ICM: {s['iterations'] or 'default (3 x pool)'} steps, alpha {s['alpha'] or 50}. Bootstrap: up to "
-        f"{s['bootstrap_rounds']} rounds. Many-shot: {seeds[0]['demonstrations'] if seeds else '?'} demonstrations "
-        f"from the pool per test prompt. Fine-tuning: {ft['epochs']:g} epochs, "
+        f"ICM: {s['iterations'] or 'default (3 x pool)'} steps, alpha {s['alpha'] or 50}. Bootstrap: at most "
+        f"{s['bootstrap_rounds']} relabelling round(s). Many-shot: {seeds[0]['demonstrations'] if seeds else '?'} "
+        f"demonstrations from the pool per test prompt. Fine-tuning: {ft['epochs']:g} epoch(s), "
         f"{'LoRA, ' if ft['lora'] else ''}lr {ft['learning_rate'] or ('5e-4' if ft['lora'] else '5e-5')}, "
-        f"scored {' and '.join(sorted(v for v in via if v)) or 'not run'}.",
+        f"fine-tuned models scored via {' and '.join(sorted(v for v in via if v)) or '(not run)'}.",
         "",
         markdown_table(blob),
         "![icm bench](bench.png)",
