@@ -88,8 +88,8 @@ def server(gguf):
 
 def backend_args(url: str, *extra: str) -> str:
     # the server tokenizes (and adds Gemma's BOS itself); lm-eval's tokenizer only measures the context
-    return ",".join([f"base_url={url}", "model=gemma", "tokenizer=gemma-3-270m", "tokenized_requests=False",
-                     "max_retries=1", *extra])
+    return ",".join([f"base_url={url}", "model=gemma", "tokenizer_backend=huggingface", "tokenizer=gemma-3-270m",
+                     "tokenized_requests=False", "max_retries=1", *extra])
 
 
 @pytest.fixture(scope="module")

@@ -149,15 +149,15 @@ def test_parallel_batches_equal_sequential_ones(tmp_path):
 
 
 def label_args(model: Path, out: Path, *extra: str) -> list[str]:
-    return ["label", "--task", "facts", "--model", str(model), "--limit", "16", "--seed", "2", "--dtype", "float32",
-            "--iterations", "6", "--batch-size", "8", "--out", str(out), *extra]
+    return ["label", "--task", "facts", "--model", str(model), "--limit", "12", "--seed", "2", "--dtype", "float32",
+            "--iterations", "4", "--batch-size", "6", "--out", str(out), *extra]
 
 
 def test_cli_batched_run_folder_and_resume_of_a_finished_run(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(label_args(tiny_model_dir, out)) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["n"] == 16 and report["batches"] == 2 and len(report["per_batch"]) == 2
+    assert report["n"] == 12 and report["batches"] == 2 and len(report["per_batch"]) == 2
     per = report["per_batch"]
     assert report["token_forwards"] == sum(b["token_forwards"] for b in per) > 0
     assert report["seconds"] == pytest.approx(sum(b["seconds"] for b in per), abs=0.02)

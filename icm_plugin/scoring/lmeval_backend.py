@@ -14,12 +14,14 @@ prompt (lm-eval's tokenizers turn it into the one BOS id). With ``tokenized_requ
 tokenizes, and adds BOS by its own model metadata (llama.cpp: the GGUF's ``add_bos_token``).
 
 Requests go out sorted by demonstration tuple, so prompts that share a prefix are adjacent (a single-slot
-server such as llama.cpp's reuses the previous prompt's prefix; vLLM's prefix cache hits either way), in one
-``loglikelihood`` call per evaluation (the backend batches: ``batch_size``, ``num_concurrent``), or one
-context per call for a sequential API backend, whose own length sort would otherwise break the adjacency.
+server such as llama.cpp's reuses the previous prompt's prefix), in one ``loglikelihood`` call per evaluation
+(the backend batches: ``batch_size``, ``num_concurrent``), or one context per call for a sequential API
+backend, whose own length sort would otherwise break the adjacency. A prompt answered before (the search asks
+again for the one it proposed from) comes from a cache of the last ``cache_size`` prompts. vLLM skips its prefix
+cache for requests with prompt log-probabilities, which ``loglikelihood`` needs: every prompt is prefilled whole.
 
-``token_forwards`` counts the prompt tokens submitted (one prompt per request, label words included); a
-server's prefix cache may compute fewer.
+``token_forwards`` counts the prompt tokens submitted: per label word for an API backend (two requests), once
+per prompt for a local model (lm-eval's hf shares the context's forward between the label words).
 """
 
 from __future__ import annotations
