@@ -319,7 +319,7 @@ def train_command(args: argparse.Namespace) -> int:
                       lora_rank=args.lora_rank, seed=args.seed, heldout_fraction=args.heldout)
     source = "gold labels" if args.labels == GOLD else args.labels
     print(f"icm: fine-tuning {args.model} on {len(items)} {task.name} examples ({source}) "
-          f"{'with LoRA ' if cfg.lora else ''}for {cfg.epochs:g} epochs, lr {cfg.lr():g} -> {out}")
+          f"{'with LoRA ' if cfg.lora else ''}for {cfg.epochs:g} epoch(s), lr {cfg.lr():g} -> {out}")
     result = fine_tune(args.model, task, items, out, cfg, device=args.device)
     _print_result(result)
     return 0
