@@ -7,13 +7,13 @@ labels themselves were fitted with the test set in the pool.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example, normalize_label
+from icm_plugin.examples import Example
+from icm_plugin.loaders import read_label_file
 
 GOLD = "gold"
 
@@ -42,20 +42,7 @@ def read_labels_file(source: str | Path) -> dict[str, int]:
         path = path / "labels.jsonl"
     if not path.is_file():
         raise ICMError(f"labels {str(source)!r}: no such file; give RUN_DIR/labels.jsonl from `icm label`, or \"gold\"")
-    labels: dict[str, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                ex_id, value = str(row["id"]), row["label"]
-            except (json.JSONDecodeError, TypeError, KeyError) as err:
-                raise ICMError(f"{path}: line {lineno}: expected a JSON object with 'id' and 'label' ({err})") from None
-            try:
-                labels[ex_id] = normalize_label(value)
-            except ValueError as err:
-                raise ICMError(f"{path}: line {lineno}: field 'label': {err}") from None
+    labels = read_label_file(path)  # the core's one reader of labels/clamp/pull files
     if not labels:
         raise ICMError(f"{path}: no labels in the file")
     return labels

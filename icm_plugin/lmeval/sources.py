@@ -17,8 +17,7 @@ from typing import Any
 
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
-from icm_plugin.loaders import _read_records as read_records  # the core's reader of .json/.jsonl records
-from icm_plugin.loaders import examples_from_records, packaged_data_path
+from icm_plugin.loaders import examples_from_records, packaged_data_path, read_records
 from icm_plugin.tasks import get_task
 
 DATA_DIR_ENV = "ICM_DATA_DIR"
