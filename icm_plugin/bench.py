@@ -119,8 +119,20 @@ def _scores(pred: Sequence[int], gold: Sequence[int]) -> dict[str, float]:
             "true_rate": float(np.mean(pred))}
 
 
-def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, n_test: int) -> dict[str, float]:
-    """Zero-shot accuracy of the model in ``folder`` on the ``icm_<task>`` lm-eval task's first ``n_test`` test docs."""
+def test_scores(scores: np.ndarray, test: Sequence[Example], rule: str) -> dict[str, float]:
+    """Per-claim accuracy (argmax of each claim, lm-eval's ``acc``) and ``accuracy_rule``: the claims decoded
+    together under the task's rule (one True per question), which a small model's biased p(True) needs."""
+    from icm_plugin.bootstrap import rule_decode
+
+    gold = [int(e.label) for e in test]
+    out = _scores([int(r[1] > r[0]) for r in scores], gold)
+    out["accuracy_rule"] = accuracy(rule_decode(scores, test, rule), gold)
+    return out
+
+
+def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, test: Sequence[Example], rule: str) -> dict[str, float]:
+    """Zero-shot accuracy of the model in ``folder`` on the ``icm_<task>`` lm-eval task's first ``len(test)`` test
+    docs: lm-eval's ``acc`` and, from its per-doc log-likelihoods, the rule-decoded accuracy."""
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -135,11 +147,16 @@ def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, n_test: int) -> dict[s
         manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
         results = simple_evaluate(
             model="hf", model_args={"pretrained": str(folder), "dtype": dtype}, tasks=[f"icm_{cfg.task}"],
-            num_fewshot=0, batch_size=16, device=device, limit=n_test, log_samples=False, bootstrap_iters=0,
+            num_fewshot=0, batch_size=16, device=device, limit=len(test), log_samples=True, bootstrap_iters=0,
             task_manager=manager, verbosity="WARNING",
         )
     row = results["results"][f"icm_{cfg.task}"]
-    return {"accuracy": float(row["acc,none"]), "balanced_accuracy": float(row["balanced_acc,none"])}
+    lls = {s["doc"]["id"]: [ll for ll, _ in s["filtered_resps"]] for s in results["samples"][f"icm_{cfg.task}"]}
+    if set(lls) != {e.id for e in test}:
+        raise ICMError(f"icm_{cfg.task}: lm-eval scored other test examples than the bench's; is its data the same?")
+    out = test_scores(np.asarray([lls[e.id] for e in test], dtype=float), test, rule)
+    out["accuracy"] = float(row["acc,none"])  # lm-eval's own figure (the same as the argmax above)
+    return out
 
 
 class _lmeval_data_dir:
@@ -180,10 +197,9 @@ def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list
     """Every measurement of one seed; ICM run folders go to ``out/seed<seed>/``."""
     from icm_plugin.bootstrap import Bootstrap, rule_decode
     from icm_plugin.search import ICM, ICMConfig
-    from icm_plugin.writers import write_jsonl, write_labels
+    from icm_plugin.writers import write_json, write_jsonl, write_labels
 
     gold = [int(e.label) for e in pool]
-    test_gold = [int(e.label) for e in test]
     rng = np.random.default_rng(10_000 + seed)
     rule = task.rule_for(pool)
     labels: dict[str, list[int]] = {"golden": gold}
@@ -201,6 +217,10 @@ def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list
     for key, rule_override in (("icm", None), ("icm_no_consistency", "none")):
         run = out / f"seed{seed}" / key
         run.mkdir(parents=True, exist_ok=True)
+        if resume and (run / "summary.json").exists():  # a finished search: its labels are final
+            done = json.loads((run / "summary.json").read_text())
+            labels[key], extra[key], seconds[key] = done["labels"], done["details"], done["seconds"]
+            continue
         say(f"icm bench: seed {seed}: {NAMES[key]} ({icm_cfg.iterations or 'default'} steps)")
         t = time.perf_counter()
         icm = ICM(scorer, task, icm_cfg, rule=rule_override).fit(pool, checkpoint=run / "checkpoint.json",
@@ -209,8 +229,10 @@ def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list
         labels[key] = icm.labels_
         write_labels(run, pool, icm.labels_, icm.confidence_)
         write_jsonl(run / "history.jsonl", icm.history_)
-        extra[key] = {"U": icm.U_, "inconsistencies": icm.inconsistencies_, "accepted": icm.accepted_,
+        extra[key] = {"U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
+                      "inconsistencies": icm.inconsistencies_, "accepted": icm.accepted_,
                       "iterations": icm.n_iter_, "token_forwards": icm.token_forwards_}
+        write_json(run / "summary.json", {"labels": labels[key], "details": extra[key], "seconds": seconds[key]})
 
     say(f"icm bench: seed {seed}: bootstrap ({cfg.bootstrap_rounds} rounds)")
     t = time.perf_counter()
@@ -224,15 +246,14 @@ def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list
     say(f"icm bench: seed {seed}: many-shot prompting on {len(test)} test examples")
     order = [int(i) for i in rng.permutation(len(pool))][: cfg.shots or len(pool)]
     t = time.perf_counter()
-    many_shot = {ZERO_SHOT: _scores([int(s[1] > s[0]) for s in _zero_shot(scorer, task, test)], test_gold)}
+    many_shot = {ZERO_SHOT: test_scores(_zero_shot(scorer, task, test), test, rule)}
     for key, _ in LABEL_SETS:
-        s = many_shot_scores(scorer, task, pool, labels[key], order, test)
-        many_shot[key] = _scores([int(r[1] > r[0]) for r in s], test_gold)
+        many_shot[key] = test_scores(many_shot_scores(scorer, task, pool, labels[key], order, test), test, rule)
     seconds["many_shot"] = round(time.perf_counter() - t, 2)
 
     fine_tuned: dict[str, dict[str, float]] = {}
     if cfg.finetune:
-        fine_tuned, ft_seconds = _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say)
+        fine_tuned, ft_seconds = _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say, rule)
         seconds.update(ft_seconds)
     return {"seed": seed, "pool_accuracy": pool_acc, "many_shot": many_shot, "fine_tuned": fine_tuned,
             "seconds": seconds, "details": extra, "demonstrations": len(order)}
@@ -244,7 +265,7 @@ def _zero_shot(scorer: Scorer, task: Task, examples: Sequence[Example]) -> np.nd
     return zero_shot_scores(scorer, task, examples)
 
 
-def _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say):
+def _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say, rule):
     from icm_plugin.train import fine_tune
 
     results, seconds = {}, {}
@@ -256,10 +277,10 @@ def _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say):
         trained = fine_tune(cfg.model, task, list(zip(pool, labels[key], strict=True)), folder, train_cfg,
                             device=cfg.device, progress=progress)
         if has_lmeval_task(cfg):
-            scores = lmeval_accuracy(folder, cfg, len(test))
+            scores = lmeval_accuracy(folder, cfg, test, rule)
             scores["via"] = "lm-eval"
         else:
-            scores = _direct_accuracy(folder, cfg, task, test)
+            scores = _direct_accuracy(folder, cfg, task, test, rule)
             scores["via"] = "scorer"
         scores["train_loss_last"] = trained.train_loss_last
         scores["heldout_loss_after"] = trained.heldout_loss_after
@@ -270,13 +291,12 @@ def _fine_tune_all(seed, cfg, task, pool, test, labels, out, progress, say):
     return results, seconds
 
 
-def _direct_accuracy(folder: Path, cfg: BenchConfig, task: Task, test: Sequence[Example]) -> dict[str, float]:
+def _direct_accuracy(folder: Path, cfg: BenchConfig, task: Task, test: Sequence[Example], rule: str) -> dict[str, float]:
     from icm_plugin.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     model, tokenizer = load_model(str(folder), dtype=cfg.dtype, device=cfg.device)
-    s = _zero_shot(PrefixSharingScorer(model, tokenizer, task.label_words), task, test)
-    return _scores([int(r[1] > r[0]) for r in s], [int(e.label) for e in test])
+    return test_scores(_zero_shot(PrefixSharingScorer(model, tokenizer, task.label_words), task, test), test, rule)
 
 
 # ---- the whole bench ------------------------------------------------------------------------------------------------
@@ -338,14 +358,26 @@ def write_results(out: Path, blob: dict[str, Any]) -> None:
 # ---- table and chart -------------------------------------------------------------------------------------------------
 
 
+# (column id, part of a seed's results, metric, table header, chart title)
+COLUMNS = (
+    ("pool", "pool_accuracy", "accuracy", "pool label accuracy", "label accuracy on the pool"),
+    ("many_shot", "many_shot", "accuracy", "many-shot test acc.", "many-shot prompting (test)"),
+    ("many_shot_rule", "many_shot", "accuracy_rule", "many-shot test acc., rule-decoded",
+     "many-shot, rule-decoded (test)"),
+    ("fine_tuned", "fine_tuned", "accuracy", "fine-tuned test acc.", "fine-tuning (test)"),
+    ("fine_tuned_rule", "fine_tuned", "accuracy_rule", "fine-tuned test acc., rule-decoded",
+     "fine-tuning, rule-decoded (test)"),
+)
+
+
 def summary(blob: dict[str, Any]) -> dict[str, dict[str, tuple[float, float, int] | None]]:
-    """{row key: {column: (mean, std, n seeds) or None}} over the seeds, for accuracy."""
+    """{row key: {column id: (mean, std, n seeds) or None}} over the seeds (population std)."""
     seeds = blob["seeds"]
     rows: dict[str, dict[str, tuple[float, float, int] | None]] = {}
     for key in (ZERO_SHOT, *(k for k, _ in LABEL_SETS)):
         row: dict[str, tuple[float, float, int] | None] = {}
-        for column in ("pool_accuracy", "many_shot", "fine_tuned"):
-            values = [s[column][key]["accuracy"] for s in seeds if key in s.get(column, {})]
+        for column, part, metric, _, _ in COLUMNS:
+            values = [s[part][key][metric] for s in seeds if metric in s.get(part, {}).get(key, {})]
             row[column] = (float(np.mean(values)), float(np.std(values)), len(values)) if values else None
         rows[key] = row
     return rows
@@ -359,12 +391,11 @@ def _cell(v: tuple[float, float, int] | None) -> str:
 
 
 def markdown_table(blob: dict[str, Any]) -> str:
-    """The results table: one row per label set, accuracy on the pool, many-shot and fine-tuned test accuracy."""
-    lines = ["| labels | pool label accuracy | many-shot test accuracy | fine-tuned test accuracy |",
-             "|---|---|---|---|"]
+    """The results table: one row per label set; accuracy of the labels on the pool, and test accuracy of many-shot
+    prompting and of fine-tuning, per claim and decoded under the task's rule."""
+    lines = ["| labels | " + " | ".join(c[3] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for key, row in summary(blob).items():
-        lines.append(f"| {NAMES[key]} | {_cell(row['pool_accuracy'])} | {_cell(row['many_shot'])} | "
-                     f"{_cell(row['fine_tuned'])} |")
+        lines.append(f"| {NAMES[key]} | " + " | ".join(_cell(row[c[0]]) for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -407,10 +438,8 @@ def plot_bench(blob: dict[str, Any], path: Path) -> Path:
     from matplotlib.patches import Patch
 
     rows = summary(blob)
-    panels = [("pool_accuracy", "label accuracy on the pool"), ("many_shot", "many-shot prompting (test)"),
-              ("fine_tuned", "fine-tuning (test)")]
-    panels = [p for p in panels if any(rows[k][p[0]] for k in rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), sharey=True, squeeze=False)
+    panels = [(c[0], c[4]) for c in COLUMNS if any(rows[k][c[0]] for k in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), sharey=True, squeeze=False)
     for ax, (column, title) in zip(axes[0], panels, strict=True):
         keys = [k for k in rows if rows[k][column] is not None]
         means = [rows[k][column][0] * 100 for k in keys]
@@ -419,7 +448,7 @@ def plot_bench(blob: dict[str, Any], path: Path) -> Path:
                       edgecolor="black", linewidth=0.6)
         for bar, m, sd in zip(bars, means, stds, strict=True):
             ax.text(bar.get_x() + bar.get_width() / 2, m + sd + 1.5, f"{m:.0f}", ha="center", va="bottom", fontsize=8)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_xlim(-0.6, max(len(keys), 4) - 0.4)  # narrow panels keep bar widths comparable
         ax.set_ylim(0, 105)

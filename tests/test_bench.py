@@ -11,7 +11,7 @@ import pytest
 from scripted import ScriptedScorer
 from test_train import icm_main
 
-from icm_plugin.bench import LABEL_SETS, NAMES, ZERO_SHOT
+from icm_plugin.bench import COLUMNS, LABEL_SETS, NAMES, ZERO_SHOT
 from icm_plugin.bootstrap import Bootstrap, group_loo_requests, rule_decode
 from icm_plugin.examples import Example
 from icm_plugin.tasks import get_task
@@ -92,19 +92,22 @@ def test_bench_writes_table_chart_and_numbers(bench_dir):
     for seed in blob["seeds"]:
         assert seed["pool_accuracy"]["golden"]["accuracy"] == 1.0
         assert set(seed["fine_tuned"]) == {"icm", "golden"}
-        assert all(v["via"] == "lm-eval" for v in seed["fine_tuned"].values())
+        assert all(v["via"] == "lm-eval" and 0 <= v["accuracy_rule"] <= 1 for v in seed["fine_tuned"].values())
         assert (bench_dir / f"seed{seed['seed']}" / "icm" / "labels.jsonl").exists()
     rows = _table_rows((bench_dir / "bench.md").read_text())
-    assert rows[0] == ["labels", "pool label accuracy", "many-shot test accuracy", "fine-tuned test accuracy"]
-    assert set(rows[1][0]) <= {"-", ":"}
+    assert rows[0] == ["labels", *(c[3] for c in COLUMNS)]
+    assert all(set(c) <= {"-", ":"} for c in rows[1]) and len(rows[1]) == len(COLUMNS) + 1
     body = rows[2:]
     assert [r[0] for r in body] == [NAMES[ZERO_SHOT], *(name for _, name in LABEL_SETS)]
     cell = re.compile(r"^(–|[01]\.\d{3} ± \d\.\d{3})$")
     for row in body:
-        assert len(row) == 4 and all(cell.match(c) for c in row[1:]), row
-    by_name = {r[0]: r for r in body}
-    assert by_name["ICM"][3] != "–" and by_name["golden labels"][3] != "–" and by_name["bootstrap"][3] == "–"
-    assert by_name["golden labels"][1].startswith("1.000")
+        assert len(row) == len(COLUMNS) + 1 and all(cell.match(c) for c in row[1:]), row
+    by_name = {r[0]: dict(zip(["labels", *(c[0] for c in COLUMNS)], r, strict=True)) for r in body}
+    for column in ("fine_tuned", "fine_tuned_rule"):
+        assert by_name["ICM"][column] != "–" and by_name["golden labels"][column] != "–"
+        assert by_name["bootstrap"][column] == "–"
+    assert by_name["golden labels"]["pool"].startswith("1.000") and by_name[NAMES[ZERO_SHOT]]["pool"] == "–"
+    assert by_name["ICM"]["many_shot_rule"] != "–"
 
 
 def test_bench_refuses_to_overwrite_and_resume_keeps_done_seeds(bench_dir, tiny_model_dir, capsys):
