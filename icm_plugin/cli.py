@@ -75,7 +75,7 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 def _plugins() -> list:
     """Optional command groups living in sub-packages (Argilla, ...), each a module with add_commands()."""
     mods = []
-    for name in ("icm_plugin.argilla.cli", "icm_plugin.lmeval.cli"):
+    for name in ("icm_plugin.argilla.cli", "icm_plugin.lmeval.cli", "icm_plugin.bench_cli"):
         try:
             mods.append(__import__(name, fromlist=["add_commands"]))
         except ModuleNotFoundError as err:
