@@ -10,7 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from icm_plugin.examples import Example
 from icm_plugin.objective import context_request, loo_contexts, loo_requests
 from icm_plugin.scoring.base import ScoreRequest
-from icm_plugin.scoring.prefix import PrefixSharingScorer, build_trie, trie_tokens
+from icm_plugin.scoring.batched import BatchedScorer
+from icm_plugin.scoring.prefix import PrefixSharingScorer, branch_cache, build_trie, trie_tokens
 from icm_plugin.scoring.reference import ReferenceScorer
 from icm_plugin.tasks import get_task
 
@@ -21,6 +22,24 @@ TASK = get_task("facts")
 def lm(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def sliding_lm(tiny_model_dir):
+    """A tiny random Gemma-3 (eager attention, as models.load_model sets it) whose sliding window (16 tokens)
+    is far shorter than the prompts, so branching and batching are checked across the window, as with
+    Gemma-3-270M's 512-token window."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, sliding_window=16, max_position_embeddings=4096,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        attn_implementation="eager")
+    return Gemma3ForCausalLM(config).eval(), tok
 
 
 def make_pool(n: int, seed: int = 0) -> list[Example]:
@@ -66,6 +85,61 @@ def test_prefix_scorer_equals_reference_after_flips_and_additions(lm):
         _, reqs = loo_requests(TASK, pool, labels, order)
         reqs.append(context_request(TASK, pool, labels, order, 11))  # the proposal query for an unlabelled one
         assert np.abs(fast.label_logprobs(reqs) - ref.label_logprobs(reqs)).max() < 1e-4
+
+
+@pytest.mark.parametrize("n,seed", [(6, 0), (13, 1)])
+def test_prefix_scorer_equals_reference_across_a_sliding_window(sliding_lm, n, seed):
+    model, tok = sliding_lm
+    pool = make_pool(n, seed)
+    rng = np.random.default_rng(seed)
+    labels = [int(y) for y in rng.integers(0, 2, n)]
+    order = [int(i) for i in rng.permutation(n)]
+    _, reqs = loo_requests(TASK, pool, labels, order)
+    reqs.append(context_request(TASK, pool, labels, order, order[0]))
+    ref, fast = ReferenceScorer(model, tok), PrefixSharingScorer(model, tok)
+    a, b = ref.label_logprobs(reqs), fast.label_logprobs(reqs)
+    assert min(len(fast.tokens.full(r)) for r in reqs) > 4 * model.config.sliding_window
+    assert np.abs(a - b).max() < 1e-4
+    # sibling terminal chains went through as batches: fewer forwards than trie edges
+    stack, edges = [build_trie([fast.tokens.segments(r) for r in reqs])], 0
+    while stack:
+        node = stack.pop()
+        edges += bool(node.tokens)
+        stack.extend(node.children.values())
+    assert fast.forwards <= edges - n // 3
+
+
+@pytest.mark.parametrize("which", ["lm", "sliding_lm"])
+def test_batched_scorer_equals_reference(which, request):
+    model, tok = request.getfixturevalue(which)
+    pool = make_pool(11, 4)
+    labels = [1, 0, None, 1, 1, 0, 0, 1, None, 0, 1]
+    order = list(range(11))[::-1]
+    _, reqs = loo_requests(TASK, pool, labels, order)
+    reqs.append(context_request(TASK, pool, labels, order, 2))
+    ref, fast = ReferenceScorer(model, tok), BatchedScorer(model, tok)
+    fast.token_budget = 3 * max(len(fast.tokens.full(r)) for r in reqs)  # several batches of several rows
+    a, b = ref.label_logprobs(reqs), fast.label_logprobs(reqs)
+    assert np.abs(a - b).max() < 1e-4
+    assert 1 < fast.forwards < len(reqs) and fast.pad_forwards > 0
+    assert fast.token_forwards == ref.token_forwards
+
+
+def test_a_branched_cache_leaves_its_parent_untouched(sliding_lm):
+    model, tok = sliding_lm
+    scorer = PrefixSharingScorer(model, tok)
+    prefix, a, b = list(range(5, 45)), list(range(50, 70)), list(range(80, 90))
+    cache, _ = scorer.forward(prefix)
+    before = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+    _, h_a = scorer.forward(a, branch_cache(cache))
+    _, h_b = scorer.forward(b, branch_cache(cache))
+    for layer, (k, v) in zip(cache.layers, before, strict=True):
+        assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
+    _, h_b2 = scorer.forward(b, cache)  # the parent itself, after two branches grew from it
+    _, full_a = scorer.forward(prefix + a)
+    _, full_b = scorer.forward(prefix + b)
+    assert torch.allclose(h_a, full_a, atol=1e-5) and torch.allclose(h_b, full_b, atol=1e-5)
+    assert torch.equal(h_b, h_b2)
 
 
 def test_trie_cost_grows_like_n_log_n():

@@ -1,10 +1,14 @@
 """The prefix-sharing scorer: requests whose demonstrations share a prefix share its KV cache.
 
 Requests are arranged in a trie of token segments (BOS, each demonstration, the query); chains without
-branches are merged into one forward; a depth-first walk forwards each trie edge once, deep-copying the
-cache only where the trie branches. With leave-one-out prompts ordered by divide and conquer (see
-``icm_plugin.objective``) this costs about n * L * log2(n) token-forwards instead of n^2 * L, and gives the
-same log-probabilities as the reference scorer for the same demonstration order.
+branches are merged into one forward; a depth-first walk forwards each trie edge once. Where the trie
+branches, the cache is branched by reference, not copied (a ``DynamicCache`` extends its tensors with
+``torch.cat``, never in place, so two branches can share the tensors of their common prefix). The terminal
+chains under one node (the leaves of the trie: the last demonstration and the query) go through the model
+together as one batch, right-padded: padding after the last real token cannot change what the real tokens
+see under the causal mask, and a leaf's cache is never extended again. With leave-one-out prompts ordered by
+divide and conquer (see ``icm_plugin.objective``) this costs about n * L * log2(n) token-forwards instead of
+n^2 * L, and gives the same log-probabilities as the reference scorer for the same demonstration order.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import copy
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.hf import HFScorerBase
+
+# most rows one batched forward of terminal chains takes (each row holds its own copy of the prefix cache)
+MAX_LEAF_BATCH = 16
 
 
 class _Node:
@@ -64,8 +72,29 @@ def trie_tokens(root: _Node) -> int:
     return total
 
 
+def branch_cache(cache):
+    """A cache that shares ``cache``'s tensors and can be extended without touching ``cache``.
+
+    Transformers' dynamic cache layers replace their tensors on update (``torch.cat``), so a shallow copy of
+    each layer object is an independent branch; caches of another shape are deep-copied.
+    """
+    if cache is None:
+        return None
+    layers = getattr(cache, "layers", None)
+    if type(cache).__name__ != "DynamicCache" or layers is None or not all(
+            type(layer).__name__ in ("DynamicLayer", "DynamicSlidingWindowLayer") for layer in layers):
+        return copy.deepcopy(cache)
+    out = copy.copy(cache)
+    out.layers = [copy.copy(layer) for layer in layers]
+    return out
+
+
 class PrefixSharingScorer(HFScorerBase):
     """Exact leave-one-out scores at a fraction of the reference's token-forwards."""
+
+    #: forwards run by the last ``label_logprobs`` call, and padding tokens they carried
+    forwards: int = 0
+    pad_forwards: int = 0
 
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
         out = np.zeros((len(requests), len(self.label_words)))
@@ -77,16 +106,48 @@ class PrefixSharingScorer(HFScorerBase):
         return out
 
     def _walk(self, root: _Node, cache, last, out: np.ndarray) -> None:
-        # explicit stack: (node, cache before the node's tokens)
+        # explicit stack: (node, cache before the node's tokens, hidden state of the token before it)
         stack = [(root, cache, last)]
         while stack:
             node, cache, last = stack.pop()
             if node.tokens:
                 cache, last = self.forward(node.tokens, cache)
+                self.forwards += 1
             for r in node.requests:
                 out[r] = self.label_scores(cache, last)
             kids = list(node.children.values())
+            if self.tokens.single_token_labels:
+                leaves = [k for k in kids if not k.children]
+                for start in range(0, len(leaves) if len(leaves) > 1 else 0, MAX_LEAF_BATCH):
+                    self._forward_leaves(leaves[start:start + MAX_LEAF_BATCH], cache, out)
+                if len(leaves) > 1:
+                    kids = [k for k in kids if k.children]
             for k, child in enumerate(kids):
-                # the last child may consume the cache; the others need their own copy
-                branch = cache if k == 0 else copy.deepcopy(cache)
-                stack.append((child, branch, last))
+                # the first child pushed is walked last and may consume the cache; the others branch it
+                stack.append((child, cache if k == 0 else branch_cache(cache), last))
+
+    @torch.inference_mode()
+    def _forward_leaves(self, leaves: list[_Node], cache, out: np.ndarray) -> None:
+        """Forward terminal chains that follow the same prefix as one right-padded batch."""
+        if len(leaves) == 1:
+            (leaf,) = leaves
+            c, h = self.forward(leaf.tokens, branch_cache(cache))
+            self.forwards += 1
+            for r in leaf.requests:
+                out[r] = self.label_scores(c, h)
+            return
+        lengths = [len(leaf.tokens) for leaf in leaves]
+        width = max(lengths)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else leaves[0].tokens[-1]
+        ids = torch.tensor([leaf.tokens + [pad] * (width - len(leaf.tokens)) for leaf in leaves],
+                           dtype=torch.long, device=self.device)
+        batch = branch_cache(cache)
+        if batch is not None:
+            batch.batch_repeat_interleave(len(leaves))
+        hidden = self.decoder(input_ids=ids, use_cache=True, **{self._cache_kw: batch}).last_hidden_state
+        self.token_forwards += sum(lengths)
+        self.pad_forwards += len(leaves) * width - sum(lengths)
+        self.forwards += 1
+        for j, leaf in enumerate(leaves):
+            for r in leaf.requests:
+                out[r] = self.label_scores(None, hidden[j, lengths[j] - 1])
