@@ -1,0 +1,218 @@
+"""What scoring costs on a GPU: raw prefill throughput, one evaluation of P, and search steps, measured.
+
+    python benchmarks/gpu_scaling.py --tokenizer DIR [--archs smollm2-135m gemma-3-270m llama-3.1-8b]
+        [--sizes 64 128 256 512] [--search-pool 256 --search-steps 30] [--json out.json]
+
+Models are built from their published configurations with random weights, in bfloat16, on the GPU: the cost
+of a forward does not depend on the weights, and a machine without network access (the lent GPU machine
+here) can neither download the checkpoints nor take them over a 64 MiB transfer. Prompts are real: the
+packaged ``facts`` claims, laid out exactly as ``icm label`` lays them out, tokenized by ``--tokenizer``
+(SmolLM2's tokenizer for every architecture, so token counts are comparable across rows).
+
+For each architecture it prints:
+- raw prefill throughput: tokens/s of batched whole-prompt forwards (decoder only), the most an engine that
+  prefills every prompt whole (lm-eval's ``loglikelihood`` on vLLM: prompt log-probabilities skip its prefix
+  cache) could reach on this GPU with these kernels;
+- for each n: one leave-one-out evaluation of P with the native prefix-sharing scorer (seconds,
+  token-forwards, forwards, tokens/s) next to the same evaluation as whole prompts (n prompts of n-1
+  demonstrations: their token count, and seconds at the measured raw prefill rate);
+- with ``--search-pool N``: the first ``--search-steps`` steps of a real ICM search over N claims (the
+  scores of a random model drive it, so its path is not a real model's; the cost per scoring call is real).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from icm_plugin.errors import ICMError
+from icm_plugin.loaders import load_examples
+from icm_plugin.objective import loo_requests
+from icm_plugin.scoring.batched import BatchedScorer
+from icm_plugin.scoring.prefix import PrefixSharingScorer
+from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.tasks import get_task
+
+ARCHS = {
+    # HuggingFaceTB/SmolLM2-135M(-Instruct) config.json
+    "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                         max_position_embeddings=8192, rope_theta=100000.0, tie_word_embeddings=True),
+    # google/gemma-3-270m config.json (15 of 18 layers slide over 512 tokens)
+    "gemma-3-270m": dict(model_type="gemma3_text", hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+                         num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144,
+                         max_position_embeddings=32768, sliding_window=512,
+                         layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3),
+    # meta-llama/Llama-3.1-8B config.json (no rope scaling: it changes no cost)
+    "llama-3.1-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+                         max_position_embeddings=131072, rope_theta=500000.0),
+}
+
+
+def build(arch: str, device: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = dict(ARCHS[arch])
+    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    # eager for Gemma, as icm_plugin.models.load_model sets it; sdpa (transformers' default) otherwise
+    config._attn_implementation = "eager" if config.model_type.startswith("gemma") else "sdpa"
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    return model.eval()
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def raw_prefill(model, device: str, length: int, batch: int, reps: int = 3) -> float:
+    ids = torch.randint(1000, 30000, (batch, length), device=device)
+    decoder = model.get_decoder()
+    decoder(input_ids=ids[:, :64])  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        decoder(input_ids=ids, use_cache=False)
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return batch * length / best
+
+
+def one_evaluation(model, tok, task, n: int, device: str) -> dict:
+    examples = load_examples(None, task, n)
+    rng = np.random.default_rng(n)
+    labels = [int(y) for y in rng.integers(0, 2, len(examples))]
+    order = [int(i) for i in rng.permutation(len(examples))]
+    _, reqs = loo_requests(task, examples, labels, order)
+    scorer = PrefixSharingScorer(model, tok, task.label_words)
+    scorer.label_logprobs(reqs[:2])  # warm-up
+    before, forwards = scorer.token_forwards, scorer.forwards
+    sync(device)
+    t = time.perf_counter()
+    scorer.label_logprobs(reqs)
+    sync(device)
+    seconds = time.perf_counter() - t
+    tokens = scorer.token_forwards - before
+    whole = sum(len(scorer.tokens.full(r)) for r in reqs)
+    batched = BatchedScorer(model, tok, task.label_words)
+    batched.label_logprobs(reqs[:2])
+    b_forwards = batched.forwards
+    sync(device)
+    t = time.perf_counter()
+    batched.label_logprobs(reqs)
+    sync(device)
+    b_seconds = time.perf_counter() - t
+    return {"n": len(examples), "seconds": seconds, "token_forwards": tokens, "forwards": scorer.forwards - forwards,
+            "tokens_per_s": tokens / seconds, "whole_prompt_tokens": whole,
+            "batched_seconds": b_seconds, "batched_forwards": batched.forwards - b_forwards,
+            "longest_prompt": max(len(scorer.tokens.full(r)) for r in reqs)}
+
+
+def search_steps(model, tok, task, pool: int, steps: int, device: str, scorer_cls=PrefixSharingScorer) -> dict:
+    examples = load_examples(None, task, pool)
+    scorer = scorer_cls(model, tok, task.label_words)
+    calls = {"n": 0}
+    inner = scorer.label_logprobs
+
+    def counted(reqs):
+        calls["n"] += 1
+        return inner(reqs)
+
+    scorer.label_logprobs = counted
+    last: dict = {}
+
+    class Enough(Exception):
+        pass
+
+    def on_step(record: dict) -> None:
+        last.update(record)
+        if record.get("iteration", 0) >= steps:
+            raise Enough  # stop before the completion pass: the steps alone are measured
+
+    icm = ICM(scorer, task, ICMConfig(iterations=steps + 1, seed=0))
+    sync(device)
+    t = time.perf_counter()
+    try:
+        icm.fit(examples, progress=False, on_step=on_step)
+    except Enough:
+        pass
+    sync(device)
+    seconds = time.perf_counter() - t
+    return {"scorer": scorer_cls.__name__, "pool": len(examples), "steps": steps, "seconds": seconds, "scoring_calls": calls["n"],
+            "token_forwards": scorer.token_forwards, "labelled": last.get("labelled"),
+            "seconds_per_step": seconds / steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", required=True, help="a tokenizer folder (SmolLM2's)")
+    ap.add_argument("--archs", nargs="+", default=["smollm2-135m", "gemma-3-270m", "llama-3.1-8b"], choices=list(ARCHS))
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    ap.add_argument("--search-pool", type=int, default=0)
+    ap.add_argument("--search-steps", type=int, default=30)
+    ap.add_argument("--search-archs", nargs="+", default=["smollm2-135m"])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--raw", type=int, nargs=2, default=[8, 4096], metavar=("BATCH", "LENGTH"),
+                    help="the batched prefill that measures raw throughput")
+    ap.add_argument("--cudnn-sdp", action="store_true",
+                    help="leave cuDNN attention on (it plans a graph for every new shape: ~70 ms per forward here)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    if args.device.startswith("cuda") and not args.cudnn_sdp:
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    task = get_task("facts")
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"device {name}; torch {torch.__version__}; bfloat16, random weights; cuDNN attention "
+          f"{'on' if args.cudnn_sdp else 'off'}", flush=True)
+    results = []
+    for arch in args.archs:
+        model = build(arch, args.device)
+        batch, length = args.raw
+        raw = raw_prefill(model, args.device, length, batch)
+        raw1 = raw_prefill(model, args.device, 1024, 1)
+        print(f"\n## {arch}: raw prefill {raw:,.0f} tokens/s ({batch} x {length:,} tokens), {raw1:,.0f} tokens/s (1 x 1,024)",
+              flush=True)
+        print("| n | prefix scorer s | token-forwards | forwards | tokens/s | whole-prompt tokens | whole prompts at raw rate, s "
+              "| batched scorer s (forwards) | longest prompt |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        row = {"arch": arch, "raw_prefill_tokens_per_s": raw, "raw_single_1024_tokens_per_s": raw1, "evaluations": []}
+        for n in args.sizes:
+            try:
+                ev = one_evaluation(model, tok, task, n, args.device)
+            except ICMError as e:
+                print(f"| {n} | {e} |")
+                continue
+            row["evaluations"].append(ev)
+            print(f"| {ev['n']} | {ev['seconds']:.2f} | {ev['token_forwards']:,} | {ev['forwards']:,} | {ev['tokens_per_s']:,.0f} "
+                  f"| {ev['whole_prompt_tokens']:,} | {ev['whole_prompt_tokens'] / raw:.2f} "
+                  f"| {ev['batched_seconds']:.2f} ({ev['batched_forwards']}) | {ev['longest_prompt']:,} |", flush=True)
+        if args.search_pool and arch in args.search_archs:
+            for cls in (BatchedScorer, PrefixSharingScorer):
+                s = search_steps(model, tok, task, args.search_pool, args.search_steps, args.device, cls)
+                row.setdefault("search", []).append(s)
+                print(f"{s['scorer']}: search over {s['pool']} claims: {s['steps']} steps in {s['seconds']:.1f} s "
+                      f"({s['seconds_per_step']:.2f} s/step), {s['scoring_calls']} scoring calls, "
+                      f"{s['token_forwards']:,} token-forwards, {s['labelled']} labelled", flush=True)
+        results.append(row)
+        del model
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "torch": torch.__version__, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
