@@ -38,6 +38,15 @@ SERVER_MAIN = Path(__file__).with_name("server_main.py")
 PROCESSES = ("worker", "server", "osmem", "redis")
 
 
+def make_secret(nbytes: int) -> str:
+    """A URL-safe secret that does not begin with "-": one that does reads as an option after ``--api-key``
+    (ours and Argilla's own command lines), so a fresh stack would fail one time in 64."""
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if not token.startswith("-"):
+            return token
+
+
 def default_home() -> Path:
     """``$ICM_ARGILLA_HOME`` or ``~/.cache/icm-plugin/argilla``."""
     return Path(os.environ.get("ICM_ARGILLA_HOME") or Path.home() / ".cache" / "icm-plugin" / "argilla")
@@ -103,10 +112,10 @@ class LocalStack:
         if not path.exists():
             self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             creds = {
-                "password": secrets.token_urlsafe(12),
-                "api_key": secrets.token_urlsafe(24),
+                "password": make_secret(12),
+                "api_key": make_secret(24),
                 "auth_secret_key": secrets.token_hex(32),
-                "redis_password": secrets.token_urlsafe(24),
+                "redis_password": make_secret(24),
             }
             # O_EXCL: never overwrite the secrets another `up` just wrote
             try:

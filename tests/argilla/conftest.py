@@ -105,7 +105,8 @@ def client(argilla_stack):
 def server_args(argilla_stack) -> list[str]:
     stack, _ = argilla_stack
     info = stack.status()
-    return ["--api-url", info.url, "--api-key", info.credentials.api_key]
+    # the = form, as a user should pass a key that could begin with "-" (keys made before make_secret may)
+    return ["--api-url", info.url, f"--api-key={info.credentials.api_key}"]
 
 
 @pytest.fixture

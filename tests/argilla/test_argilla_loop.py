@@ -124,7 +124,7 @@ def test_clamped_rerun_keeps_the_human_label(client, dataset_name, server_args, 
 
     records = {r.id: r for r in ds.records(with_suggestions=True, with_responses=True)}
     assert len(records) == 8  # re-pushed in place
-    api_key = server_args[server_args.index("--api-key") + 1]
+    api_key = next(a for a in server_args if a.startswith("--api-key=")).split("=", 1)[1]
     for path in (tmp_path / "run1").iterdir():
         if path.is_file():
             assert api_key not in path.read_text(errors="replace"), f"API key written to {path}"

@@ -158,3 +158,12 @@ def test_cli_checks_flags_before_connecting(run_dir, capsys):
     assert main(["push", str(Path(run_dir) / "missing"), "--dataset", "d", "--api-url", "http://127.0.0.1:9",
                  "--api-key", "k"]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_made_secrets_never_begin_with_a_dash(monkeypatch):
+    # secrets.token_urlsafe begins with "-" one time in 64; such an API key read as an option after --api-key
+    from icm_plugin.argilla import stack as stack_module
+
+    tokens = iter(["-starts-with-dash", "-again", "fine-key"])
+    monkeypatch.setattr(stack_module.secrets, "token_urlsafe", lambda n: next(tokens))
+    assert stack_module.make_secret(24) == "fine-key"
