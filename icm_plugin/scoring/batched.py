@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.hf import HFScorerBase
@@ -25,10 +24,7 @@ class BatchedScorer(HFScorerBase):
 
     #: most tokens (rows x padded width) one forward takes
     token_budget: int = 65536
-    forwards: int = 0
-    pad_forwards: int = 0
 
-    @torch.inference_mode()
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
         out = np.zeros((len(requests), len(self.label_words)))
         prompts = [self.tokens.full(r) for r in requests]
@@ -36,26 +32,13 @@ class BatchedScorer(HFScorerBase):
             self.check_length(len(ids))
         if not self.tokens.single_token_labels:  # multi-token label words: one prompt at a time
             for r, ids in enumerate(prompts):
-                cache, last = self.forward(ids)
-                out[r] = self.label_scores(cache, last)
+                out[r] = self.label_scores(*self.forward(ids))
             return out
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        rows = sorted(range(len(prompts)), key=lambda r: -len(prompts[r]))
+        rows = sorted(range(len(prompts)), key=lambda r: -len(prompts[r]))  # longest first: little padding
         start = 0
         while start < len(rows):
-            width = len(prompts[rows[start]])
-            size = max(1, min(len(rows) - start, self.token_budget // max(width, 1)))
+            size = max(1, min(len(rows) - start, self.token_budget // len(prompts[rows[start]])))
             chunk = rows[start:start + size]
-            ids = torch.tensor([prompts[r] + [pad] * (width - len(prompts[r])) for r in chunk],
-                               dtype=torch.long, device=self.device)
-            hidden = self.decoder(input_ids=ids, use_cache=False).last_hidden_state
-            last = torch.stack([hidden[j, len(prompts[r]) - 1] for j, r in enumerate(chunk)])
-            scores = self.logits(last, [t[0] for t in self.tokens.labels]).double().cpu().numpy()
-            for j, r in enumerate(chunk):
-                out[r] = scores[j] - np.logaddexp.reduce(scores[j])
-            real = sum(len(prompts[r]) for r in chunk)
-            self.token_forwards += real
-            self.pad_forwards += len(chunk) * width - real
-            self.forwards += 1
+            out[chunk] = self.single_token_scores(self.forward_right_padded([prompts[r] for r in chunk]))
             start += size
         return out

@@ -17,6 +17,10 @@ from icm_plugin.scoring.tokens import PromptTokens
 class HFScorerBase(Scorer):
     """Holds the model, tokenizer and token layout; subclasses decide how prompts are forwarded."""
 
+    #: decoder forwards run so far, and padding tokens they carried (not counted in ``token_forwards``)
+    forwards: int = 0
+    pad_forwards: int = 0
+
     def __init__(self, model, tokenizer, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n"):
         self.model = model
         self.tokenizer = tokenizer
@@ -48,7 +52,28 @@ class HFScorerBase(Scorer):
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         out = self.decoder(input_ids=ids, use_cache=True, **{self._cache_kw: cache})
         self.token_forwards += len(tokens)
+        self.forwards += 1
         return getattr(out, self._cache_kw), out.last_hidden_state[0, -1]
+
+    @torch.inference_mode()
+    def forward_right_padded(self, rows: Sequence[Sequence[int]], cache=None) -> torch.Tensor:
+        """Forward token ``rows`` as one batch after ``cache`` (repeated for every row; consumed), right-padded.
+
+        Returns the hidden state at each row's last real token, shape (rows, hidden). Padding after a row's
+        last token cannot change what its real tokens see under the causal mask; the extended cache holds the
+        padding, so it is dropped.
+        """
+        lengths = [len(r) for r in rows]
+        width = max(lengths)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long, device=self.device)
+        if cache is not None and len(rows) > 1:
+            cache.batch_repeat_interleave(len(rows))
+        hidden = self.decoder(input_ids=ids, use_cache=cache is not None, **{self._cache_kw: cache}).last_hidden_state
+        self.token_forwards += sum(lengths)
+        self.pad_forwards += len(rows) * width - sum(lengths)
+        self.forwards += 1
+        return hidden[torch.arange(len(rows), device=self.device), torch.tensor(lengths, device=self.device) - 1]
 
     def logits(self, hidden: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
         """Output logits (fp32) of ``hidden`` for vocabulary ``rows`` (all when None)."""
@@ -68,8 +93,7 @@ class HFScorerBase(Scorer):
         longer ones are scored token by token under the full softmax.
         """
         if self.tokens.single_token_labels:
-            arr = self.logits(hidden, [t[0] for t in self.tokens.labels]).double().cpu().numpy()
-            return arr - np.logaddexp.reduce(arr)
+            return self.single_token_scores(hidden)
         first = self.logits(hidden).log_softmax(-1)
         scores = []
         for label_tokens in self.tokens.labels:
@@ -84,6 +108,13 @@ class HFScorerBase(Scorer):
             scores.append(lp)
         arr = np.asarray(scores, dtype=np.float64)
         return arr - np.logaddexp.reduce(arr)
+
+    @torch.inference_mode()
+    def single_token_scores(self, hidden: torch.Tensor) -> np.ndarray:
+        """Label scores from hidden states (one, or a batch of rows) when every label word is one token: their
+        own logits, normalised over the label words (the full-vocabulary normaliser cancels)."""
+        arr = self.logits(hidden, [t[0] for t in self.tokens.labels]).double().cpu().numpy()
+        return arr - np.logaddexp.reduce(arr, axis=-1, keepdims=True)
 
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
         raise NotImplementedError

@@ -17,7 +17,6 @@ import copy
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.hf import HFScorerBase
@@ -92,10 +91,6 @@ def branch_cache(cache):
 class PrefixSharingScorer(HFScorerBase):
     """Exact leave-one-out scores at a fraction of the reference's token-forwards."""
 
-    #: forwards run by the last ``label_logprobs`` call, and padding tokens they carried
-    forwards: int = 0
-    pad_forwards: int = 0
-
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
         out = np.zeros((len(requests), len(self.label_words)))
         segments = [self.tokens.segments(r) for r in requests]
@@ -112,42 +107,22 @@ class PrefixSharingScorer(HFScorerBase):
             node, cache, last = stack.pop()
             if node.tokens:
                 cache, last = self.forward(node.tokens, cache)
-                self.forwards += 1
             for r in node.requests:
                 out[r] = self.label_scores(cache, last)
             kids = list(node.children.values())
-            if self.tokens.single_token_labels:
-                leaves = [k for k in kids if not k.children]
-                for start in range(0, len(leaves) if len(leaves) > 1 else 0, MAX_LEAF_BATCH):
+            leaves = [k for k in kids if not k.children] if self.tokens.single_token_labels else []
+            if len(leaves) > 1:  # sibling terminal chains: batched (a lone one goes below, and may take the cache)
+                for start in range(0, len(leaves), MAX_LEAF_BATCH):
                     self._forward_leaves(leaves[start:start + MAX_LEAF_BATCH], cache, out)
-                if len(leaves) > 1:
-                    kids = [k for k in kids if k.children]
+                kids = [k for k in kids if k.children]
             for k, child in enumerate(kids):
                 # the first child pushed is walked last and may consume the cache; the others branch it
                 stack.append((child, cache if k == 0 else branch_cache(cache), last))
 
-    @torch.inference_mode()
     def _forward_leaves(self, leaves: list[_Node], cache, out: np.ndarray) -> None:
         """Forward terminal chains that follow the same prefix as one right-padded batch."""
-        if len(leaves) == 1:
-            (leaf,) = leaves
-            c, h = self.forward(leaf.tokens, branch_cache(cache))
-            self.forwards += 1
+        hidden = self.forward_right_padded([leaf.tokens for leaf in leaves], branch_cache(cache))
+        for leaf, h in zip(leaves, hidden, strict=True):
+            scores = self.single_token_scores(h)  # row by row: the same arithmetic as an unbatched leaf
             for r in leaf.requests:
-                out[r] = self.label_scores(c, h)
-            return
-        lengths = [len(leaf.tokens) for leaf in leaves]
-        width = max(lengths)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else leaves[0].tokens[-1]
-        ids = torch.tensor([leaf.tokens + [pad] * (width - len(leaf.tokens)) for leaf in leaves],
-                           dtype=torch.long, device=self.device)
-        batch = branch_cache(cache)
-        if batch is not None:
-            batch.batch_repeat_interleave(len(leaves))
-        hidden = self.decoder(input_ids=ids, use_cache=True, **{self._cache_kw: batch}).last_hidden_state
-        self.token_forwards += sum(lengths)
-        self.pad_forwards += len(leaves) * width - sum(lengths)
-        self.forwards += 1
-        for j, leaf in enumerate(leaves):
-            for r in leaf.requests:
-                out[r] = self.label_scores(None, hidden[j, lengths[j] - 1])
+                out[r] = scores
