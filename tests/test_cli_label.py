@@ -99,3 +99,13 @@ def test_kill_9_then_resume_gives_the_same_labels(tiny_model_dir, tmp_path):
     a, b = (json.loads((d / "report.json").read_text()) for d in (killed, straight))
     assert a["U"] == b["U"] and a["iterations"] == b["iterations"] == 60
     assert read_jsonl(killed / "history.jsonl") == read_jsonl(straight / "history.jsonl")
+
+
+def test_scorer_choices_are_the_registry():
+    # the CLI lists the names literally (importing the registry would load numpy for `icm --help`)
+    from icm_plugin.cli import build_parser
+    from icm_plugin.scoring.registry import SCORERS
+
+    label = build_parser()._subparsers._group_actions[0].choices["label"]
+    action = next(a for a in label._actions if "--scorer" in a.option_strings)
+    assert sorted(action.choices) == sorted(SCORERS)

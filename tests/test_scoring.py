@@ -50,6 +50,13 @@ def make_pool(n: int, seed: int = 0) -> list[Example]:
             for i in range(n)]
 
 
+def random_labelled(n: int, seed: int) -> tuple[list[Example], list[int], list[int]]:
+    """A pool of n, random labels and a random demonstration order."""
+    rng = np.random.default_rng(seed)
+    labels = [int(y) for y in rng.integers(0, 2, n)]
+    return make_pool(n, seed), labels, [int(i) for i in rng.permutation(n)]
+
+
 def test_loo_contexts_leave_exactly_one_out():
     for n in (1, 2, 3, 7, 16, 33):
         ctx = loo_contexts(list(range(n)))
@@ -61,10 +68,7 @@ def test_loo_contexts_leave_exactly_one_out():
 @pytest.mark.parametrize("n,seed", [(2, 0), (5, 1), (12, 2), (17, 3)])
 def test_prefix_scorer_equals_reference_on_random_labelled_sets(lm, n, seed):
     model, tok = lm
-    pool = make_pool(n, seed)
-    rng = np.random.default_rng(seed)
-    labels = [int(y) for y in rng.integers(0, 2, n)]
-    order = [int(i) for i in rng.permutation(n)]
+    pool, labels, order = random_labelled(n, seed)
     _, reqs = loo_requests(TASK, pool, labels, order)
     ref, fast = ReferenceScorer(model, tok), PrefixSharingScorer(model, tok)
     a, b = ref.label_logprobs(reqs), fast.label_logprobs(reqs)
@@ -90,10 +94,7 @@ def test_prefix_scorer_equals_reference_after_flips_and_additions(lm):
 @pytest.mark.parametrize("n,seed", [(6, 0), (13, 1)])
 def test_prefix_scorer_equals_reference_across_a_sliding_window(sliding_lm, n, seed):
     model, tok = sliding_lm
-    pool = make_pool(n, seed)
-    rng = np.random.default_rng(seed)
-    labels = [int(y) for y in rng.integers(0, 2, n)]
-    order = [int(i) for i in rng.permutation(n)]
+    pool, labels, order = random_labelled(n, seed)
     _, reqs = loo_requests(TASK, pool, labels, order)
     reqs.append(context_request(TASK, pool, labels, order, order[0]))
     ref, fast = ReferenceScorer(model, tok), PrefixSharingScorer(model, tok)
