@@ -26,12 +26,11 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
+from scoring import random_labelled_requests  # benchmarks/scoring.py (this script's folder is on sys.path)
 
 from icm_plugin.errors import ICMError
 from icm_plugin.loaders import load_examples
-from icm_plugin.objective import loo_requests
 from icm_plugin.scoring.batched import BatchedScorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer
 from icm_plugin.search import ICM, ICMConfig
@@ -87,34 +86,26 @@ def raw_prefill(model, device: str, length: int, batch: int, reps: int = 3) -> f
     return batch * length / best
 
 
-def one_evaluation(model, tok, task, n: int, device: str) -> dict:
-    examples = load_examples(None, task, n)
-    rng = np.random.default_rng(n)
-    labels = [int(y) for y in rng.integers(0, 2, len(examples))]
-    order = [int(i) for i in rng.permutation(len(examples))]
-    _, reqs = loo_requests(task, examples, labels, order)
-    scorer = PrefixSharingScorer(model, tok, task.label_words)
-    scorer.label_logprobs(reqs[:2])  # warm-up
-    before, forwards = scorer.token_forwards, scorer.forwards
+def timed_evaluation(scorer, reqs, device: str) -> tuple[float, int, int]:
+    """(seconds, token-forwards, forwards) of one ``label_logprobs`` call, after a two-request warm-up."""
+    scorer.label_logprobs(reqs[:2])
+    tokens, forwards = scorer.token_forwards, scorer.forwards
     sync(device)
     t = time.perf_counter()
     scorer.label_logprobs(reqs)
     sync(device)
-    seconds = time.perf_counter() - t
-    tokens = scorer.token_forwards - before
-    whole = sum(len(scorer.tokens.full(r)) for r in reqs)
-    batched = BatchedScorer(model, tok, task.label_words)
-    batched.label_logprobs(reqs[:2])
-    b_forwards = batched.forwards
-    sync(device)
-    t = time.perf_counter()
-    batched.label_logprobs(reqs)
-    sync(device)
-    b_seconds = time.perf_counter() - t
-    return {"n": len(examples), "seconds": seconds, "token_forwards": tokens, "forwards": scorer.forwards - forwards,
-            "tokens_per_s": tokens / seconds, "whole_prompt_tokens": whole,
-            "batched_seconds": b_seconds, "batched_forwards": batched.forwards - b_forwards,
-            "longest_prompt": max(len(scorer.tokens.full(r)) for r in reqs)}
+    return time.perf_counter() - t, scorer.token_forwards - tokens, scorer.forwards - forwards
+
+
+def one_evaluation(model, tok, task, n: int, device: str) -> dict:
+    examples, _, _, reqs = random_labelled_requests(task, n)
+    scorer = PrefixSharingScorer(model, tok, task.label_words)
+    seconds, tokens, forwards = timed_evaluation(scorer, reqs, device)
+    b_seconds, _, b_forwards = timed_evaluation(BatchedScorer(model, tok, task.label_words), reqs, device)
+    lengths = [len(scorer.tokens.full(r)) for r in reqs]
+    return {"n": len(examples), "seconds": seconds, "token_forwards": tokens, "forwards": forwards,
+            "tokens_per_s": tokens / seconds, "whole_prompt_tokens": sum(lengths),
+            "batched_seconds": b_seconds, "batched_forwards": b_forwards, "longest_prompt": max(lengths)}
 
 
 def search_steps(model, tok, task, pool: int, steps: int, device: str, scorer_cls=PrefixSharingScorer) -> dict:

@@ -35,6 +35,16 @@ def raw_throughput(model, tokenizer, n_tokens: int = 1024) -> float:
     return n_tokens / best
 
 
+def random_labelled_requests(task, n: int):
+    """The first n claims, random labels and a random demonstration order (both seeded by n), and their
+    leave-one-out requests: (examples, labels, order, requests). Shared with benchmarks/gpu_scaling.py."""
+    examples = load_examples(None, task, n)
+    rng = np.random.default_rng(n)
+    labels = [int(y) for y in rng.integers(0, 2, len(examples))]
+    order = [int(i) for i in rng.permutation(len(examples))]
+    return examples, labels, order, loo_requests(task, examples, labels, order)[1]
+
+
 def timed(scorer, reqs):
     before = scorer.token_forwards
     t = time.perf_counter()
@@ -61,11 +71,7 @@ def main() -> None:
           "| order spread max / mean (nats) | label gap mean (nats) | fast tok/s | % of raw |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
-        examples = load_examples(None, task, n)
-        rng = np.random.default_rng(n)
-        labels = [int(y) for y in rng.integers(0, 2, len(examples))]
-        order = [int(i) for i in rng.permutation(len(examples))]
-        _, reqs = loo_requests(task, examples, labels, order)
+        examples, labels, order, reqs = random_labelled_requests(task, n)
         fast = PrefixSharingScorer(model, tok, task.label_words)
         b, fast_tokens, fast_s = timed(fast, reqs)
         other_order = [int(i) for i in np.random.default_rng(n + 1).permutation(len(examples))]
