@@ -273,11 +273,17 @@ def _convert_gguf(gguf_path: Path, out: Path, alias: ModelAlias) -> None:
     _check_tokenizer(AutoTokenizer.from_pretrained(out), alias)
     probe = tokenizer("Claim: water boils at 100 degrees. I think this claim is True", return_tensors="pt")
     reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    # the weights must come back bit for bit; the logits only close: float32 kernels may sum in another
+    # order for differently aligned buffers (a 2e-3 difference was seen once), while a lost config value
+    # (softcapping, rope, sliding window) moves them by whole units
+    source = gguf_model.state_dict()
+    changed = [k for k, v in reloaded.state_dict().items() if k not in source or not torch.equal(v, source[k])]
     with torch.no_grad():
         diff = (gguf_model(**probe).logits - reloaded(**probe).logits).abs().max().item()
-    if diff > 1e-4:
+    if changed or diff > 5e-2:
+        what = f"weights {changed[:3]} differ" if changed else f"logits differ by {diff:.3g}"
         raise ICMError(
-            f"converting '{alias.name}' gave a folder whose logits differ from the GGUF by {diff:.3g}: "
+            f"converting '{alias.name}' gave a folder whose {what} from the GGUF: "
             f"this is a bug in the conversion; report it, or use --model with a local folder"
         )
 
