@@ -101,6 +101,25 @@ def test_labels_file_many_shot_uses_the_files_labels(tmp_path, facts_split):
         lm_task.fewshot_context(doc=doc, num_fewshot=13)
 
 
+def test_gold_of_a_run_draws_the_same_demonstrations_as_the_run_with_gold_labels(tmp_path, facts_split):
+    pool, _ = facts_split
+    spec = get_task("facts")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "labels.jsonl").write_text("".join(json.dumps({"id": e.id, "label": 1 - e.label, "confidence": 0.5}) + "\n"
+                                              for e in pool[:10]))
+    by_prompt = {spec.prompt(e): e for e in pool}
+    icm, gold = build("facts", labels=str(run)), build("facts", labels=f"gold:{run}")
+    for doc in list(icm.eval_docs)[:5]:
+        a = icm.fewshot_context(doc=doc, num_fewshot=6).split(DEMO_SEPARATOR)[:-1]
+        b = gold.fewshot_context(doc=doc, num_fewshot=6).split(DEMO_SEPARATOR)[:-1]
+        # the same examples in the same order (lm-eval's seeded draw); only the label words differ
+        assert [d.rsplit(" ", 1)[0] for d in a] == [d.rsplit(" ", 1)[0] for d in b]
+        for demo in b:
+            ex = by_prompt[demo.rsplit(" ", 1)[0]]
+            assert ex in pool[:10] and demo == spec.demonstration(ex, ex.label)
+
+
 def test_many_shot_without_labels_says_how_to_give_them():
     lm_task = build("facts")
     doc = next(iter(lm_task.eval_docs))

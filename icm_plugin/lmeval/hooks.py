@@ -17,7 +17,7 @@ from lm_eval.api.samplers import ContextSampler
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
 from icm_plugin.lmeval.demonstrations import demonstration_labels, labels_for_task
-from icm_plugin.lmeval.sources import load_task_examples
+from icm_plugin.lmeval.sources import LMEVAL_TASKS, load_task_examples
 from icm_plugin.lmeval.split import split_pool
 from icm_plugin.loaders import group_key
 from icm_plugin.metrics import balanced_accuracy as _balanced_accuracy
@@ -48,10 +48,12 @@ def icm_dataset(task: str, data_dir: str | None = None, labels: Any = None, **_m
     """``custom_dataset`` hook: the task's ``test`` and ``pool`` splits, built from lm-eval's ``--metadata``.
 
     ``data_dir``: folder of ICM-format files (else ``$ICM_DATA_DIR``, else the public/packaged data).
-    ``labels``: ``RUN_DIR/labels.jsonl`` (or RUN_DIR), ``"gold"``, a dict task -> either, or None (zero-shot).
+    ``labels``: ``RUN_DIR/labels.jsonl`` (or RUN_DIR), ``"gold"``, ``"gold:RUN_DIR"``, a dict naming every task of
+    the run -> one of those, or None (zero-shot). Raises ICMError for a dict that leaves this task out.
     Other metadata (lm-eval adds the model args and the YAML's version) is ignored.
     """
     spec = get_task(task)
+    source = labels_for_task(labels, task, LMEVAL_TASKS)  # before reading any data: a bad dict fails at once
     examples = load_task_examples(task, data_dir)
     pool, test = split_pool(examples)
     if not test:
@@ -61,7 +63,7 @@ def icm_dataset(task: str, data_dir: str | None = None, labels: Any = None, **_m
         raise ICMError(f"icm_{task}: {len(unlabelled)} test examples have no gold label (e.g. id {unlabelled[0]!r})")
     # the guarantee the demonstrations rest on: no consistency group on both sides
     assert not {group_key(e) for e in pool} & {group_key(e) for e in test}, "split_pool split a consistency group"
-    demo = demonstration_labels(labels_for_task(labels, task), pool, test)
+    demo = demonstration_labels(source, pool, test)
     return datasets.DatasetDict({
         TEST: _docs(spec, test, {e.id: int(e.label) for e in test}, TEST),
         POOL: _docs(spec, pool, demo, POOL),
@@ -87,7 +89,8 @@ class DemonstrationSampler(ContextSampler):
         if not docs:
             raise ICMError(
                 f"--num_fewshot {n} needs labels for the demonstrations: --metadata "
-                "'{\"labels\": \"RUN_DIR/labels.jsonl\"}' (ICM's labels for the pool) or '{\"labels\": \"gold\"}'"
+                "'{\"labels\": \"RUN_DIR/labels.jsonl\"}' (ICM's labels for the pool), '{\"labels\": \"gold:RUN_DIR\"}' "
+                "(gold labels of the same examples) or '{\"labels\": \"gold\"}' (gold labels of the whole pool)"
             )
         if eval_doc is not None:
             docs = [d for d in docs if d["consistency_id"] != eval_doc["consistency_id"]]
