@@ -35,6 +35,11 @@ def test_zero_shot_every_task_and_the_group(tiny_model_dir, tmp_path):
     table, results = _run(tiny_model_dir, tmp_path, "--tasks", "icm", "--limit", "6")
     _assert_scores(table, results, (*TASKS, "icm"))
     assert all(results[t]["alias"] for t in TASKS)
+    # balanced_acc has a (bootstrap) stderr per task and for the group, as acc has
+    for task in (*TASKS, "icm"):
+        stderr = results[task]["balanced_acc_stderr,none"]
+        assert isinstance(stderr, float) and 0.0 <= stderr < 0.5, (task, stderr)
+    assert results["icm"]["balanced_acc_stderr,none"] > 0
 
 
 def test_golden_many_shot(tiny_model_dir, tmp_path):
