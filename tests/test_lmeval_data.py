@@ -60,12 +60,17 @@ def test_mixed_label_types_are_normalised():
     assert labels == {0, 1}
 
 
-def test_facts_uses_the_packaged_claims(monkeypatch, tmp_path):
+def test_facts_uses_the_packaged_claims(monkeypatch, tmp_path, caplog):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    facts = load_task_examples("facts")
+    with caplog.at_level("WARNING", logger="icm_plugin.lmeval.sources"):
+        facts = load_task_examples("facts")
     assert len(facts) >= 100 and {e.label for e in facts} == {0, 1}
-    # a data folder without facts.jsonl still falls back to the package
-    assert [e.id for e in load_task_examples("facts", tmp_path)] == [e.id for e in facts]
+    assert not caplog.records  # no data folder given: the package is the default, nothing to say
+    # a data folder without facts.jsonl still falls back to the package, and says so
+    with caplog.at_level("WARNING", logger="icm_plugin.lmeval.sources"):
+        assert [e.id for e in load_task_examples("facts", tmp_path)] == [e.id for e in facts]
+    [record] = caplog.records
+    assert f"{tmp_path} has no facts.jsonl" in record.getMessage() and "packaged" in record.getMessage()
 
 
 def test_missing_data_dir_and_missing_file_name_the_fix(tmp_path):
