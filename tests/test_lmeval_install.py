@@ -48,6 +48,7 @@ def test_regular_install_then_uninstall(tmp_path, tiny_model_dir):
     site = site_packages(python)
     assert (site / "icm_plugin_lmeval.pth").is_file()
     assert (site / "icm_plugin" / "lmeval" / "tasks" / "icm_alpaca.yaml").is_file()
+    assert "Citation" in (site / "icm_plugin" / "lmeval" / "tasks" / "README.md").read_text()  # lm-eval task-folder style
     shutil.rmtree(src)  # nothing may come from the source tree
     _check_stock_commands(python, tmp_path, tiny_model_dir, site / "icm_plugin" / "lmeval" / "tasks")
 
