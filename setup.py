@@ -1,7 +1,7 @@
 """Build steps that setup.cfg cannot express, both for the lm-eval integration (icm_plugin/lmeval/PACKAGING.md):
 
 1. the repository's top-level ``tasks/`` (the icm_* lm-eval YAMLs) ships inside the package as
-   ``icm_plugin/lmeval/tasks/``;
+   ``icm_plugin/lmeval/tasks/`` (with its README.md);
 2. ``icm_plugin_lmeval.pth`` lands in site-packages, so the stock ``lm_eval`` finds those tasks without
    ``--include_path`` (the .pth is listed in RECORD: ``pip uninstall`` removes it).
 """
@@ -27,7 +27,7 @@ class build_py_with_lmeval(build_py):
         target = Path(self.build_lib, "icm_plugin", "lmeval", "tasks")
         self.mkpath(str(target))
         for path in sorted(TASKS.iterdir()):
-            if path.is_file() and (path.suffix in (".yaml", ".py") or path.name.endswith("_yaml")):
+            if path.is_file() and (path.suffix in (".yaml", ".py", ".md") or path.name.endswith("_yaml")):
                 self.copy_file(str(path), str(target / path.name))
         self.copy_file(str(PTH), str(Path(self.build_lib, PTH.name)))
 

@@ -202,7 +202,7 @@ def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list
     gold = [int(e.label) for e in pool]
     rng = np.random.default_rng(10_000 + seed)
     rule = task.rule_for(pool)
-    labels: dict[str, list[int]] = {"golden": gold}
+    labels: dict[str, list[int]] = {}
     seconds: dict[str, float] = {}
     labels["zero_shot"] = [int(s[1] > s[0]) for s in zero_shot_pool]
     labels["zero_shot_rule"] = rule_decode(zero_shot_pool, pool, rule)
@@ -233,6 +233,16 @@ def run_seed(seed: int, cfg: BenchConfig, task: Task, scorer: Scorer, pool: list
                       "inconsistencies": icm.inconsistencies_, "accepted": icm.accepted_,
                       "iterations": icm.n_iter_, "token_forwards": icm.token_forwards_}
         write_json(run / "summary.json", {"labels": labels[key], "details": extra[key], "seconds": seconds[key]})
+
+    # golden = gold labels of exactly the examples ICM labelled: lm-eval's like-for-like "gold:RUN_DIR" source
+    from icm_plugin.lmeval.demonstrations import GOLD_OF_RUN, demonstration_labels
+
+    golden_source = GOLD_OF_RUN + str(out / f"seed{seed}" / "icm")
+    golden = demonstration_labels(golden_source, pool, test)
+    labels["golden"] = [golden[e.id] for e in pool if e.id in golden]
+    if len(labels["golden"]) != len(pool):
+        raise ICMError(f"{golden_source}: ICM labelled {len(golden)} of the {len(pool)} pool examples")
+    extra["golden"] = {"source": golden_source}
 
     say(f"icm bench: seed {seed}: bootstrap ({cfg.bootstrap_rounds} rounds)")
     t = time.perf_counter()
@@ -414,7 +424,8 @@ def markdown_report(blob: dict[str, Any]) -> str:
         f"held-out examples (lm-eval `icm_{blob['task']}` split). Consistency rule: `{blob['rule']}`. "
         f"Seeds: {n} ({', '.join(str(r['seed']) for r in seeds)}); cells are mean ± standard deviation over seeds.",
         f"ICM: {s['iterations'] or 'default (3 x pool)'} steps, alpha {s['alpha'] or 50}. Bootstrap: at most "
-        f"{s['bootstrap_rounds']} relabelling round(s). Many-shot: {seeds[0]['demonstrations'] if seeds else '?'} "
+        f"{s['bootstrap_rounds']} relabelling round(s). Golden: the gold labels of the examples ICM labelled "
+        f"(lm-eval's `gold:RUN_DIR`). Many-shot: {seeds[0]['demonstrations'] if seeds else '?'} "
         f"demonstrations from the pool per test prompt. Fine-tuning: {ft['epochs']:g} epoch(s), "
         f"{'LoRA, ' if ft['lora'] else ''}lr {ft['learning_rate'] or ('5e-4' if ft['lora'] else '5e-5')}, "
         f"fine-tuned models scored via {' and '.join(sorted(v for v in via if v)) or '(not run)'}.",

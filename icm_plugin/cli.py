@@ -16,7 +16,8 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="ICM .json/.jsonl file, a Hugging Face dataset name or local folder")
     p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias gemma-3-270m / smollm2-135m")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available; with --model-type, as lm_eval --device: "
+                        "lm-eval's default, cuda:0, which its hf model takes for the CPU without a GPU)")
     p.add_argument("--limit", type=int, default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 32 unless given; 0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")

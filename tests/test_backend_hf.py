@@ -127,3 +127,21 @@ def test_context_longer_than_the_backend_is_a_clear_error(tiny_model_dir, pool):
     reqs = [ScoreRequest(tuple(TASK.demonstration(e, 0) for e in pool), TASK.prompt(pool[0]))]
     with pytest.raises(ICMError, match="context too long"):
         short.label_logprobs(reqs)
+
+
+def test_cli_model_type_hf_with_only_pretrained_labels_like_the_native_scorer(tiny_model_dir, tmp_path, monkeypatch):
+    # exactly what a user types after `lm_eval --model hf --model_args pretrained=FOLDER`: no device, dtype or
+    # batch size; on a machine without a GPU lm-eval's own device default must land on the CPU
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    common = ["label", "--task", "facts", "--limit", "8", "--seed", "2", "--iterations", "8"]
+    assert main([*common, "--out", str(tmp_path / "lmeval"), "--model-type", "hf",
+                 "--model-args", f"pretrained={tiny_model_dir}"]) == 0
+    assert main([*common, "--out", str(tmp_path / "native"), "--model", str(tiny_model_dir),
+                 "--dtype", "float32"]) == 0  # the tiny model's own dtype, which lm-eval's hf loads by default
+
+    def labels(run):
+        return [(r["id"], r["label"]) for r in map(json.loads, (run / "labels.jsonl").read_text().splitlines())]
+
+    assert labels(tmp_path / "lmeval") == labels(tmp_path / "native")
+    assert len(labels(tmp_path / "native")) == 8

@@ -91,9 +91,13 @@ def test_bench_writes_table_chart_and_numbers(bench_dir):
     assert [s["seed"] for s in blob["seeds"]] == [0, 1] and blob["n_pool"] == 8 and blob["n_test"] == 6
     for seed in blob["seeds"]:
         assert seed["pool_accuracy"]["golden"]["accuracy"] == 1.0
+        # golden = lm-eval's like-for-like source: gold labels of exactly the examples that seed's ICM run labelled
+        icm_run = bench_dir / f"seed{seed['seed']}" / "icm"
+        assert seed["details"]["golden"]["source"] == f"gold:{icm_run}"
         assert set(seed["fine_tuned"]) == {"icm", "golden"}
         assert all(v["via"] == "lm-eval" and 0 <= v["accuracy_rule"] <= 1 for v in seed["fine_tuned"].values())
         assert (bench_dir / f"seed{seed['seed']}" / "icm" / "labels.jsonl").exists()
+    assert "Golden: the gold labels of the examples ICM labelled" in (bench_dir / "bench.md").read_text()
     rows = _table_rows((bench_dir / "bench.md").read_text())
     assert rows[0] == ["labels", *(c[3] for c in COLUMNS)]
     assert all(set(c) <= {"-", ":"} for c in rows[1]) and len(rows[1]) == len(COLUMNS) + 1

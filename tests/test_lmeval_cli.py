@@ -35,6 +35,11 @@ def test_zero_shot_every_task_and_the_group(tiny_model_dir, tmp_path):
     table, results = _run(tiny_model_dir, tmp_path, "--tasks", "icm", "--limit", "6")
     _assert_scores(table, results, (*TASKS, "icm"))
     assert all(results[t]["alias"] for t in TASKS)
+    # balanced_acc has a (bootstrap) stderr per task and for the group, as acc has
+    for task in (*TASKS, "icm"):
+        stderr = results[task]["balanced_acc_stderr,none"]
+        assert isinstance(stderr, float) and 0.0 <= stderr < 0.5, (task, stderr)
+    assert results["icm"]["balanced_acc_stderr,none"] > 0
 
 
 def test_golden_many_shot(tiny_model_dir, tmp_path):
@@ -52,3 +57,18 @@ def test_many_shot_from_a_labels_file(tiny_model_dir, tmp_path):
     table, results = _run(tiny_model_dir, tmp_path, "--tasks", "icm_facts", "--limit", "6", "--num_fewshot", "4",
                           "--metadata", json.dumps({"labels": str(run / "labels.jsonl")}))
     _assert_scores(table, results, ("icm_facts",))
+
+
+def test_group_run_with_a_partial_labels_dict_stops_naming_the_tasks_left_out(tiny_model_dir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pool, _ = split_pool(load_task_examples("facts"))
+    (run / "labels.jsonl").write_text(
+        "".join(json.dumps({"id": e.id, "label": e.label, "confidence": 0.5}) + "\n" for e in pool[:8]))
+    proc = run_lm_eval(["--model", "hf", "--model_args", f"pretrained={tiny_model_dir}", "--include_path",
+                        str(tasks_dir()), "--tasks", "icm", "--limit", "2", "--num_fewshot", "2",
+                        "--metadata", json.dumps({"labels": {"icm_facts": str(run)}})],
+                       env={"ICM_DATA_DIR": str(DATA)})
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "ICMError" in last and "icm_truthfulqa, icm_gsm8k, icm_alpaca" in last and "it names icm_facts" in last, last

@@ -14,7 +14,13 @@ import pytest
 from icm_plugin.errors import ICMError
 from icm_plugin.lmeval import split_pool
 from icm_plugin.lmeval.demonstrations import demonstration_labels, labels_for_task, read_labels_file
-from icm_plugin.lmeval.sources import DATA_DIR_ENV, alpaca_records, load_task_examples, truthfulqa_records
+from icm_plugin.lmeval.sources import (
+    DATA_DIR_ENV,
+    LMEVAL_TASKS,
+    alpaca_records,
+    load_task_examples,
+    truthfulqa_records,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "icm"
@@ -54,12 +60,17 @@ def test_mixed_label_types_are_normalised():
     assert labels == {0, 1}
 
 
-def test_facts_uses_the_packaged_claims(monkeypatch, tmp_path):
+def test_facts_uses_the_packaged_claims(monkeypatch, tmp_path, caplog):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    facts = load_task_examples("facts")
+    with caplog.at_level("WARNING", logger="icm_plugin.lmeval.sources"):
+        facts = load_task_examples("facts")
     assert len(facts) >= 100 and {e.label for e in facts} == {0, 1}
-    # a data folder without facts.jsonl still falls back to the package
-    assert [e.id for e in load_task_examples("facts", tmp_path)] == [e.id for e in facts]
+    assert not caplog.records  # no data folder given: the package is the default, nothing to say
+    # a data folder without facts.jsonl still falls back to the package, and says so
+    with caplog.at_level("WARNING", logger="icm_plugin.lmeval.sources"):
+        assert [e.id for e in load_task_examples("facts", tmp_path)] == [e.id for e in facts]
+    [record] = caplog.records
+    assert f"{tmp_path} has no facts.jsonl" in record.getMessage() and "packaged" in record.getMessage()
 
 
 def test_missing_data_dir_and_missing_file_name_the_fix(tmp_path):
@@ -180,5 +191,36 @@ def test_labels_metadata_can_differ_per_task():
     given = {"icm_facts": "runs/facts", "truthfulqa": "gold"}
     assert labels_for_task(given, "facts") == "runs/facts"
     assert labels_for_task(given, "truthfulqa") == "gold"
-    assert labels_for_task(given, "alpaca") is None
     assert labels_for_task("gold", "alpaca") == "gold"
+    # a task the dict leaves out has no demonstrations to give at the run's --num_fewshot: an error naming it
+    with pytest.raises(ICMError, match="icm_alpaca: metadata 'labels' is a dict without an entry"):
+        labels_for_task(given, "alpaca")
+
+
+def test_a_labels_dict_that_leaves_tasks_out_names_every_one_of_them():
+    given = {"icm_facts": "runs/facts"}
+    with pytest.raises(ICMError) as err:
+        labels_for_task(given, "truthfulqa", LMEVAL_TASKS)
+    message = str(err.value)
+    assert message.startswith("icm_truthfulqa:") and "icm_truthfulqa, icm_gsm8k, icm_alpaca" in message
+    assert "it names icm_facts" in message and "--num_fewshot 0" in message
+    with pytest.raises(ICMError, match="'icm_fact' is not a task"):
+        labels_for_task({"icm_fact": "gold"}, "facts", LMEVAL_TASKS)
+
+
+def test_gold_of_a_run_is_gold_on_exactly_the_examples_the_run_labelled(tmp_path):
+    pool, test = _facts_split()
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_labels(run / "labels.jsonl", [{"id": e.id, "label": 1 - e.label, "confidence": 0.9} for e in pool[3:11]])
+    like_for_like = demonstration_labels(f"gold:{run}", pool, test)
+    assert like_for_like == {e.id: e.label for e in pool[3:11]}
+    assert like_for_like.keys() == demonstration_labels(str(run), pool, test).keys()
+    # the run's own checks hold for its gold twin too
+    leaky = _write_labels(tmp_path / "leaky.jsonl", [{"id": e.id, "label": 1} for e in pool[:2] + test[:1]])
+    with pytest.raises(ICMError, match="held-out test split"):
+        demonstration_labels(f"gold:{leaky}", pool, test)
+    with pytest.raises(ICMError, match="no such file"):
+        demonstration_labels(f"gold:{tmp_path / 'nope'}", pool, test)
+    with pytest.raises(ICMError, match="name the run folder"):
+        demonstration_labels("gold:", pool, test)

@@ -87,3 +87,26 @@ def test_pool_file_round_trips_through_the_loader(tmp_path):
     pool, _ = split_pool(load_task_examples("gsm8k", DATA))
     assert [(e.id, e.choice, e.consistency_key, e.label) for e in written] == \
         [(e.id, e.choice, e.consistency_key, e.label) for e in pool]
+
+
+def test_icm_label_split_test_warns_before_labelling(tmp_path, capsys):
+    from icm_plugin.cli import main
+
+    # a model that cannot load: the run stops before any labelling, and the warning is already out
+    assert main(["label", "--task", "facts", "--split", "test", "--model", str(tmp_path / "no-model"), "--limit", "4",
+                 "--out", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    warning = next(n for n, line in enumerate(lines) if "--split test" in line)
+    assert lines[warning].startswith("icm: warning:") and "lm-eval will refuse" in lines[warning]
+    assert "--split pool" in lines[warning] and lines[-1].startswith("icm: error:") and warning < len(lines) - 1
+    assert not (tmp_path / "run" / "labels.jsonl").exists()
+
+
+def test_icm_label_split_pool_does_not_warn(capsys):
+    from argparse import Namespace
+
+    from icm_plugin.lmeval import cli
+    from icm_plugin.tasks import get_task
+
+    cli.load_pool(Namespace(split="pool", data=None, limit=4), get_task("facts"))
+    assert "warning" not in capsys.readouterr().err

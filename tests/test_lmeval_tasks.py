@@ -101,6 +101,25 @@ def test_labels_file_many_shot_uses_the_files_labels(tmp_path, facts_split):
         lm_task.fewshot_context(doc=doc, num_fewshot=13)
 
 
+def test_gold_of_a_run_draws_the_same_demonstrations_as_the_run_with_gold_labels(tmp_path, facts_split):
+    pool, _ = facts_split
+    spec = get_task("facts")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "labels.jsonl").write_text("".join(json.dumps({"id": e.id, "label": 1 - e.label, "confidence": 0.5}) + "\n"
+                                              for e in pool[:10]))
+    by_prompt = {spec.prompt(e): e for e in pool}
+    icm, gold = build("facts", labels=str(run)), build("facts", labels=f"gold:{run}")
+    for doc in list(icm.eval_docs)[:5]:
+        a = icm.fewshot_context(doc=doc, num_fewshot=6).split(DEMO_SEPARATOR)[:-1]
+        b = gold.fewshot_context(doc=doc, num_fewshot=6).split(DEMO_SEPARATOR)[:-1]
+        # the same examples in the same order (lm-eval's seeded draw); only the label words differ
+        assert [d.rsplit(" ", 1)[0] for d in a] == [d.rsplit(" ", 1)[0] for d in b]
+        for demo in b:
+            ex = by_prompt[demo.rsplit(" ", 1)[0]]
+            assert ex in pool[:10] and demo == spec.demonstration(ex, ex.label)
+
+
 def test_many_shot_without_labels_says_how_to_give_them():
     lm_task = build("facts")
     doc = next(iter(lm_task.eval_docs))
@@ -118,3 +137,35 @@ def test_acc_and_balanced_accuracy():
     assert [i["acc"] for i in items] == [1.0, 0.0, 1.0, 1.0]
     # recall True 2/3, recall False 1/1
     assert balanced_accuracy([i["balanced_acc"] for i in items]) == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_balanced_accuracy_is_the_labelers_definition():
+    import random
+
+    from icm_plugin.metrics import balanced_accuracy as labeler_balanced_accuracy
+
+    rng = random.Random(0)
+    for n in (1, 2, 7, 50):
+        for p_true in (0.0, 0.3, 1.0):
+            items = [(int(rng.random() < p_true), rng.randint(0, 1)) for _ in range(n)]
+            gold, pred = zip(*items, strict=True)
+            assert balanced_accuracy(items) == pytest.approx(labeler_balanced_accuracy(pred, gold))
+
+
+def test_balanced_accuracy_gets_lm_evals_bootstrap_stderr(monkeypatch):
+    import random
+
+    import lm_eval.evaluator_utils as evaluator_utils
+    from lm_eval.api.metrics import bootstrap_stderr, mean, mean_stderr
+
+    monkeypatch.setenv("DISABLE_MULTIPROC", "1")  # lm-eval's sequential bootstrap: seeded per chunk, repeatable
+    rng = random.Random(1)
+    items = [(rng.randint(0, 1), rng.randint(0, 1)) for _ in range(60)]
+    stderr_fn = evaluator_utils.stderr_for_metric(metric=balanced_accuracy, bootstrap_iters=2000)
+    assert stderr_fn is not None
+    value = stderr_fn(items)
+    assert value == bootstrap_stderr(balanced_accuracy, items, iters=2000)
+    assert 0.03 < value < 0.1  # about sqrt(0.25 / 60) = 0.065 for a coin against a coin
+    # every other metric is answered by lm-eval's own rule, unchanged
+    assert evaluator_utils.stderr_for_metric(metric=mean, bootstrap_iters=2000) is mean_stderr
+    assert evaluator_utils.stderr_for_metric(metric=balanced_accuracy, bootstrap_iters=0) is None

@@ -7,11 +7,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
 from icm_plugin.tasks import Task
+
+# what the Argilla commands import that only the "argilla" extra installs
+EXTRA_MODULES = ("argilla", "httpx", "httpx_retries")
+INSTALL_EXTRA = 'pip install "icm-plugin[argilla]"'
+
+
+def _extra_error(missing: str) -> ICMError:
+    return ICMError(f"the Argilla commands need the argilla extra, which is not installed (no module named "
+                    f"{missing!r}): {INSTALL_EXTRA} (from a checkout: pip install -e \".[argilla]\")")
+
+
+@contextmanager
+def needs_extra() -> Iterator[None]:
+    """Run the block only with the argilla extra installed; a missing package of it (checked up front, and
+    any that an import inside the block misses) becomes one ICMError naming ``pip install "icm-plugin[argilla]"``."""
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _extra_error(missing[0])
+    try:
+        yield
+    except ModuleNotFoundError as err:
+        if not err.name or err.name.split(".")[0] == "icm_plugin":
+            raise
+        raise _extra_error(err.name) from None
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
@@ -64,16 +91,14 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace):
-    try:
+    with needs_extra():
         from icm_plugin.argilla.client import connect
-    except ModuleNotFoundError as err:
-        raise ICMError(f"the Argilla commands need the package {err.name!r}: pip install 'argilla>=2.8,<2.9' "
-                       "httpx-retries (or run .ci/argilla.sh)") from None
     return connect(getattr(args, "api_url", None), getattr(args, "api_key", None))
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
-    from icm_plugin.argilla.stack import LocalStack
+    with needs_extra():
+        from icm_plugin.argilla.stack import LocalStack
 
     stack = LocalStack(args.home)
     if args.argilla_command == "up":
@@ -98,8 +123,9 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from icm_plugin.argilla.push import push_run
-    from icm_plugin.argilla.run_folder import RunFolder
+    with needs_extra():
+        from icm_plugin.argilla.push import push_run
+        from icm_plugin.argilla.run_folder import RunFolder
 
     run = RunFolder.read(args.run_dir)  # checked before connecting: a bad folder never half-pushes
     client = _connect(args)
@@ -109,7 +135,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    from icm_plugin.argilla.pull import pull_labels, write_labels_file
+    with needs_extra():
+        from icm_plugin.argilla.pull import pull_labels, write_labels_file
 
     client = _connect(args)
     rows, ties = pull_labels(client, args.dataset, args.workspace, args.question, args.true_label)
@@ -129,7 +156,8 @@ def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
         raise ICMError("--field-map maps the fields of --argilla-dataset; pass --argilla-dataset NAME too")
     if name is None:
         if getattr(args, "push", None):
-            from icm_plugin.argilla.client import argilla_errors, workspace_name
+            with needs_extra():
+                from icm_plugin.argilla.client import argilla_errors, workspace_name
 
             client = _connect(args)
             with argilla_errors(client.api_url):
@@ -139,7 +167,8 @@ def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
         raise ICMError("pass either --data or --argilla-dataset, not both")
     if not getattr(args, "question", None):
         raise ICMError("--argilla-dataset needs --question Q: the LabelQuestion that receives ICM's suggestions")
-    from icm_plugin.argilla.source import examples_from_dataset, parse_field_map
+    with needs_extra():
+        from icm_plugin.argilla.source import examples_from_dataset, parse_field_map
 
     field_map = parse_field_map(args.field_map)
     client = _connect(args)
@@ -156,16 +185,15 @@ def after_label(args: argparse.Namespace, run_dir: Path) -> None:
     """`icm label` hook: push the run (``--push``) and/or write suggestions back (``--argilla-dataset``)."""
     if not getattr(args, "push", None) and not getattr(args, "argilla_dataset", None):
         return
-    from icm_plugin.argilla.run_folder import RunFolder
+    with needs_extra():
+        from icm_plugin.argilla.push import push_run
+        from icm_plugin.argilla.run_folder import RunFolder
+        from icm_plugin.argilla.source import write_suggestions
 
     run = RunFolder.read(run_dir)
     client = _connect(args)
     if args.argilla_dataset:
-        from icm_plugin.argilla.source import write_suggestions
-
         write_suggestions(client, run, args.argilla_dataset, args.workspace, args.question, args.true_label)
     if args.push:
-        from icm_plugin.argilla.push import push_run
-
         result = push_run(client, run, args.push, args.workspace)
         print(f"icm: review it at {result.url} (dataset {result.dataset!r}, workspace {result.workspace!r})")

@@ -59,11 +59,21 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
                         "demonstrations from); without --data, reads the icm_<task> data")
 
 
+TEST_SPLIT_WARNING = (
+    "icm: warning: --split test labels the held-out test split of the icm_{task} lm-eval task: lm-eval will refuse "
+    "these labels as demonstrations (--metadata '{{\"labels\": ...}}': that run saw the test set). Labels for "
+    "lm-eval's many-shot runs come from --split pool"
+)
+
+
 def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
     split = getattr(args, "split", None)
     if split is None:
         return None
     from icm_plugin.loaders import limit_pool
+
+    if split == "test":  # up front: the labelling may take hours, the refusal comes only at lm-eval time
+        print(TEST_SPLIT_WARNING.format(task=task.name), file=sys.stderr)
 
     examples = split_examples(task_examples(task, args.data), split)
     return limit_pool(examples, args.limit) if args.limit else examples

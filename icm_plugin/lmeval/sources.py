@@ -9,6 +9,7 @@ claims are model-written solutions with correctness labels), so ``icm_gsm8k`` ne
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from icm_plugin.examples import Example
 from icm_plugin.loaders import examples_from_records, packaged_data_path, read_records
 from icm_plugin.tasks import get_task
 
+log = logging.getLogger(__name__)
 DATA_DIR_ENV = "ICM_DATA_DIR"
 LMEVAL_TASKS = ("truthfulqa", "gsm8k", "alpaca", "facts")
 _FIX = (
@@ -158,6 +160,9 @@ def task_records(task: str, data_dir: str | os.PathLike | None = None) -> tuple[
                        "drop data_dir to use the public dataset")
     if path is None and task == "facts":
         path = packaged_data_path()
+        if folder is not None:  # a group run's data_dir often lacks facts: fine, but never silently
+            log.warning("icm_facts: %s has no %s; reading the claims packaged with icm-plugin (%s)", folder,
+                        _names_text(task), path)
     if path is not None:
         return list(read_records(path)), str(path)
     if task not in HUB_SOURCES:

@@ -72,8 +72,25 @@ def backend_display_name(model_type: str, model_args: str) -> str:
     return model_display_name(model_type)
 
 
-def make_lm(model_type: str, model_args: str = "", batch_size: int | str | None = None) -> Any:
+def cli_default_device() -> str:
+    """The device ``lm_eval`` passes to a model when ``--device`` is not given (lm-eval 0.4.13: ``cuda:0``, which
+    its ``hf`` model takes for the CPU on a machine without that GPU)."""
+    import dataclasses
+
+    try:
+        from lm_eval.config.evaluate_config import EvaluatorConfig
+    except ImportError:  # lm-eval < 0.4.10 has no config dataclass; its later CLI default
+        return "cuda:0"
+    default = next((f.default for f in dataclasses.fields(EvaluatorConfig) if f.name == "device"), None)
+    return default if isinstance(default, str) else "cuda:0"
+
+
+def make_lm(model_type: str, model_args: str = "", batch_size: int | str | None = None,
+            device: str | None = None) -> Any:
     """Build the lm-eval model ``model_type`` from ``model_args`` as ``lm_eval --model --model_args`` does.
+
+    Like lm-eval's command line, the backend also gets ``device`` (``--device``; default: lm-eval's own, see
+    ``cli_default_device``) and ``batch_size`` unless ``model_args`` names them (lm-eval itself refuses both).
 
     Raises:
         ICMError: unknown model type, bad or missing model args, a backend whose package is not installed,
@@ -92,7 +109,8 @@ def make_lm(model_type: str, model_args: str = "", batch_size: int | str | None 
     except (ImportError, ModuleNotFoundError) as err:
         raise _missing_package(model_type, err) from None
     args = resolve_aliases(parse_model_args(model_args))
-    extra = {"batch_size": batch_size} if batch_size is not None and "batch_size" not in args else {}
+    cli = {"batch_size": batch_size, "device": device or cli_default_device()}
+    extra = {k: v for k, v in cli.items() if v is not None and k not in args}
     try:
         return cls.create_from_arg_obj(args, extra)
     except (ImportError, ModuleNotFoundError) as err:
@@ -136,9 +154,10 @@ class LMEvalScorer(Scorer):
 
     @classmethod
     def from_model_type(cls, model_type: str, model_args: str = "", label_words: Sequence[str] = (" False", " True"),
-                        separator: str = "\n\n", batch_size: int | str | None = None) -> LMEvalScorer:
+                        separator: str = "\n\n", batch_size: int | str | None = None,
+                        device: str | None = None) -> LMEvalScorer:
         """Build the backend by its lm-eval name (see ``make_lm``) and wrap it."""
-        return cls(make_lm(model_type, model_args, batch_size), label_words, separator, model_type)
+        return cls(make_lm(model_type, model_args, batch_size, device), label_words, separator, model_type)
 
     @property
     def name(self) -> str:

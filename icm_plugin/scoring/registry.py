@@ -28,7 +28,8 @@ def scorer_for_args(args, label_words, separator: str = "\n\n") -> Scorer:
     if getattr(args, "model_type", None):
         from icm_plugin.scoring.lmeval_backend import LMEvalScorer
 
-        return LMEvalScorer.from_model_type(args.model_type, args.model_args or "", label_words, separator)
+        return LMEvalScorer.from_model_type(args.model_type, args.model_args or "", label_words, separator,
+                                            device=getattr(args, "device", None))
     from icm_plugin.models import load_model
 
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
