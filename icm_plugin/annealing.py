@@ -1,4 +1,4 @@
-"""Simulated annealing: the temperature schedule and the acceptance rule of the paper."""
+"""Simulated annealing: the temperature schedule and the acceptance rule of the authors' code."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import math
 import numpy as np
 
 
-def temperature(n: int, initial: float = 10.0, final: float = 0.01, beta: float = 0.99) -> float:
-    """T_n = max(T_min, T0 / (1 + beta * log n)) for iteration n >= 1 (T_1 = T0)."""
-    if n < 1:
-        raise ValueError(f"iterations count from 1, got {n}")
-    return max(final, initial / (1.0 + beta * math.log(n)))
+def temperature(flips: int, initial: float = 10.0, final: float = 0.01, cooling: float = 2.0) -> float:
+    """T = max(T_min, T0 / (1 + cooling * ln(1 + flips))), ``flips`` = proposals accepted so far.
+
+    The schedule of the authors' code (``get_temperature(..., schedule="log")`` on the accepted-flip count):
+    it cools only when the search moves, so steps that change nothing do not freeze it.
+    """
+    if flips < 0:
+        raise ValueError(f"the accepted-flip count cannot be negative, got {flips}")
+    return max(final, initial / (1.0 + cooling * math.log1p(flips)))
 
 
 def acceptance_probability(delta_u: float, t: float) -> float:

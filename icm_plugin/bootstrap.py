@@ -22,7 +22,7 @@ import numpy as np
 from icm_plugin.baselines import zero_shot_scores
 from icm_plugin.examples import Example
 from icm_plugin.loaders import group_key
-from icm_plugin.objective import loo_contexts
+from icm_plugin.objective import group_requests
 from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
 
@@ -71,20 +71,9 @@ def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str) -> l
 
 def group_loo_requests(task: Task, examples: Sequence[Example], labels: Sequence[int],
                        group_order: Sequence[str]) -> tuple[list[int], list[ScoreRequest]]:
-    """One request per example, demonstrations = every OTHER group's examples with ``labels``, shared prefixes."""
-    members: dict[str, list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        members[group_key(e)].append(i)
-    demo = {g: [task.demonstration(examples[i], int(labels[i])) for i in members[g]] for g in group_order}
-    contexts = loo_contexts(list(group_order))
-    index: list[int] = []
-    reqs: list[ScoreRequest] = []
-    for g in group_order:
-        prefix = tuple(d for other in contexts[g] for d in demo[other])
-        for i in members[g]:
-            index.append(i)
-            reqs.append(ScoreRequest(prefix, task.prompt(examples[i])))
-    return index, reqs
+    """One request per example, demonstrations = every OTHER group's examples with ``labels``, shared prefixes
+    (the objective's leave-one-group-out layout, ``icm_plugin.objective.group_requests``)."""
+    return group_requests(task, examples, labels, group_order, context="group")
 
 
 class Bootstrap:

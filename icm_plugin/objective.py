@@ -1,15 +1,30 @@
-"""The ICM objective U(D) = alpha * P(D) - I(D).
+"""The ICM objective U(D) = alpha * P(D) - I(D), and the prompts that score it.
 
-Mutual predictability P(D) here is the MEAN over labelled examples of log p(y_i | x_i, D minus i), in nats,
-with p normalised over the label words. (The paper writes a sum; the authors' code uses a mean of signed
-log-odds. We use the mean log-probability so alpha means the same thing at every pool size: alpha=50 makes
-one nat of average log-probability worth 50 violations, and one nat on ONE example worth 50/n violations,
-so with the paper's alpha a violation outweighs a small change in one example's score and ConsistencyFix
-can repair it. See tests/test_objective.py.)
+Mutual predictability P(D) is the MEAN, over labelled examples, of a per-example score of its label given the
+other labelled examples as demonstrations. Two choices, each a named option (``Objective``):
+
+- ``scale``: ``"logodds"`` (default, the authors' code): +(log p(True) - log p(False)) for a label 1, the negative
+  for a label 0. ``"logprob"`` (the paper's formula, as a mean): log p(label), normalised over the label words.
+  Log-odds are unbounded above, so adding an example whose label the model agrees with raises P; a mean
+  log-probability is at most 0 and every addition below the mean lowers it.
+- ``context``: ``"group"`` (default): an example's demonstrations never include a member of its own consistency
+  group (leave-one-GROUP-out). A small model copies the label of a near-identical demonstration, and under a
+  rule like exactly-one the other candidate of the same question always carries the opposite label, so with
+  the own group shown P rewards the labelling that makes that copying look right. ``"loo"``: every other
+  labelled example, the own group's other members included, adjacent, right before the query (the paper's
+  exact setting).
+
+Layout: the consistency groups of the pool are put in one fixed order (drawn once per search) and laid out by
+divide and conquer over groups (``loo_contexts``): split the groups into halves A and B, B's prompts begin with
+all of A, A's with all of B, recurse. The members of one group share one context, unlabelled groups add no
+demonstrations but are scored too (so every example's proposal comes from the same evaluation), and the
+position of a group's block in every prompt does not depend on which other groups are labelled. A
+prefix-sharing scorer forwards each labelled group about log2(#groups) times per evaluation.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,17 +36,41 @@ from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
 
 Labels = Sequence[int | None]
+CONTEXTS = ("group", "loo")
+SCALES = ("logodds", "logprob")
 
 
-def loo_contexts(items: Sequence[int]) -> dict[int, list[int]]:
+@dataclass(frozen=True)
+class Objective:
+    """How U is computed: alpha (weight of P), the demonstrations an example sees, and the scale of P."""
+
+    alpha: float = 50.0
+    context: str = "group"
+    scale: str = "logodds"
+
+    def __post_init__(self):
+        if self.context not in CONTEXTS:
+            raise ValueError(f"unknown context {self.context!r}; choose one of {CONTEXTS}")
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}; choose one of {SCALES}")
+
+    def term(self, logprobs: np.ndarray, label: int) -> float:
+        """One example's contribution to P for ``label``, from its normalised log-probabilities (False, True)."""
+        if self.scale == "logprob":
+            return float(logprobs[label])
+        margin = float(logprobs[1] - logprobs[0])
+        return margin if label == 1 else -margin
+
+
+def loo_contexts(items: Sequence) -> dict:
     """For each item, the other items in the order its prompt shows them (divide and conquer).
 
     Split the ordered items into halves A and B; B's prompts begin with all of A, A's with all of B; recurse.
     Prompts in one half share the other half as a prefix, so a prefix-sharing scorer forwards each half once
     per level: n * log2(n) demonstrations in all instead of n * (n - 1).
     """
-    out: dict[int, list[int]] = {}
-    stack: list[tuple[list[int], list[int]]] = [(list(items), [])]
+    out: dict = {}
+    stack: list[tuple[list, list]] = [(list(items), [])]
     while stack:
         group, prefix = stack.pop()
         if len(group) == 1:
@@ -44,8 +83,44 @@ def loo_contexts(items: Sequence[int]) -> dict[int, list[int]]:
     return out
 
 
+def group_members(examples: Sequence[Example]) -> dict[str, list[int]]:
+    """Pool indices by consistency group, in pool order (an example without a group is a group of its own)."""
+    from icm_plugin.loaders import group_key
+
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        members[group_key(e)].append(i)
+    return dict(members)
+
+
+def group_requests(task: Task, examples: Sequence[Example], labels: Labels, group_order: Sequence[str],
+                   context: str = "group", members: dict[str, list[int]] | None = None,
+                   ) -> tuple[list[int], list[ScoreRequest]]:
+    """One request per example of the groups in ``group_order``, labelled or not (see the module docstring).
+
+    Demonstrations are the labelled members of the other groups, in divide-and-conquer order over groups; with
+    ``context="loo"`` the example's own group's other labelled members follow, right before the query.
+    Returns the pool indices and their requests, in the same order.
+    """
+    members = members if members is not None else group_members(examples)
+    demo = {i: task.demonstration(examples[i], int(labels[i]))
+            for g in group_order for i in members[g] if labels[i] is not None}
+    block = {g: tuple(demo[i] for i in members[g] if i in demo) for g in group_order}
+    contexts = loo_contexts(list(group_order))
+    index: list[int] = []
+    reqs: list[ScoreRequest] = []
+    for g in group_order:
+        prefix = tuple(d for other in contexts[g] for d in block[other])
+        for i in members[g]:
+            own = tuple(demo[j] for j in members[g] if j != i and j in demo) if context == "loo" else ()
+            index.append(i)
+            reqs.append(ScoreRequest(prefix + own, task.prompt(examples[i])))
+    return index, reqs
+
+
 def loo_requests(task: Task, examples: Sequence[Example], labels: Labels, order: Sequence[int]) -> tuple[list[int], list[ScoreRequest]]:
-    """Leave-one-out requests for every labelled example, demonstrations in divide-and-conquer order."""
+    """Per-example leave-one-out requests in divide-and-conquer order over examples (a request set the scorer
+    tests and benchmarks use; the objective lays prompts out by group, see ``group_requests``)."""
     labelled = [i for i in order if labels[i] is not None]
     contexts = loo_contexts(labelled)
     demo = {i: task.demonstration(examples[i], int(labels[i])) for i in labelled}
@@ -54,15 +129,18 @@ def loo_requests(task: Task, examples: Sequence[Example], labels: Labels, order:
 
 
 def context_request(task: Task, examples: Sequence[Example], labels: Labels, order: Sequence[int], i: int) -> ScoreRequest:
-    """The request for example i with every OTHER labelled example as a demonstration (the proposal query)."""
+    """The request for example i with every OTHER labelled example as a demonstration, in ``order``."""
     labelled = [j for j in order if labels[j] is not None and j != i]
-    # the same order a leave-one-out sweep gives its last item, so the prefix is shared with it
     return ScoreRequest(tuple(task.demonstration(examples[j], int(labels[j])) for j in labelled), task.prompt(examples[i]))
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """U and its parts for one labelling; ``logprobs[i]`` is the LOO log-probability of example i's label."""
+    """U and its parts for one labelling.
+
+    ``logprobs[i]``: log p(False), log p(True) of example i given the demonstrations its layout shows (every
+    example of the pool is scored, labelled or not, so proposals need no extra query).
+    """
 
     U: float
     mutual_predictability: float
@@ -70,16 +148,13 @@ class Evaluation:
     logprobs: dict[int, np.ndarray]
 
 
-def evaluate(
-    scorer: Scorer, task: Task, rule: ConsistencyRule, examples: Sequence[Example], labels: Labels,
-    order: Sequence[int], alpha: float,
-) -> Evaluation:
-    """U(D) = alpha * P(D) - I(D) for the labelling ``labels`` (None = unlabelled)."""
-    labelled, reqs = loo_requests(task, examples, labels, order)
+def evaluate(scorer: Scorer, task: Task, rule: ConsistencyRule, examples: Sequence[Example], labels: Labels,
+             group_order: Sequence[str], objective: Objective) -> Evaluation:
+    """U(D) = alpha * P(D) - I(D) for the labelling ``labels`` (None = unlabelled), groups in ``group_order``."""
     inconsistencies = rule.inconsistency(labels)
-    if len(labelled) < 2:
-        return Evaluation(-float(inconsistencies), 0.0, inconsistencies, {})
+    index, reqs = group_requests(task, examples, labels, group_order, objective.context)
     scores = scorer.label_logprobs(reqs)
-    per_example = {i: scores[k] for k, i in enumerate(labelled)}
-    p = float(np.mean([scores[k][int(labels[i])] for k, i in enumerate(labelled)]))
-    return Evaluation(alpha * p - inconsistencies, p, inconsistencies, per_example)
+    logprobs = {i: scores[k] for k, i in enumerate(index)}
+    terms = [objective.term(logprobs[i], int(labels[i])) for i in index if labels[i] is not None]
+    p = float(np.mean(terms)) if terms else 0.0
+    return Evaluation(objective.alpha * p - inconsistencies, p, inconsistencies, logprobs)

@@ -1,14 +1,33 @@
 """The ICM search (Wen et al. 2025, Algorithm 1), scikit-learn style: configure once, ``fit`` a pool.
 
-Each step samples an example (preferring unlabelled members of partly labelled groups), proposes the label
-the model finds most likely given every other labelled example, repairs the violations that label
-introduces (ConsistencyFix, which never lowers U), and accepts the result with the annealing rule.
+Each step samples an example (unlabelled members of partly labelled groups weighted up), proposes the labels
+the model finds most likely for it, repairs what they break (ConsistencyFix), evaluates U of the result and
+accepts it by simulated annealing. Two kinds of proposal:
+
+- ``proposal="group"`` (default, with ``context="group"``): the most likely rule-consistent assignment of the
+  sampled example's whole consistency group, by the members' own scores. Under leave-one-group-out those
+  scores do not depend on the group's own labels, so the choice is exact for the group's part of P, needs no
+  extra model call, and one evaluation of U decides the step.
+- ``proposal="example"`` (the paper): the sampled example's most likely label given every other labelled
+  example; a violation it introduces is repaired with the best-U consistent assignment of the violating
+  members (one evaluation per option), then the annealing rule judges the result.
+
+Every evaluation scores the whole pool (see ``icm_plugin.objective``), so proposals are free, and a step whose
+proposal would change nothing is never drawn: the sampler draws among the examples whose proposal differs
+from their labels ("active"), with the paper's weights. That is the paper's chain with its no-op steps left
+out: the temperature cools on accepted flips (authors' code), so no-op steps never mattered to it. When no
+example is active the labelling is a fixed point of the proposals and the search stops (the paper's chain
+would never move again). Revisiting a labelling is free (evaluations are memoised). The result is the best
+fully labelled labelling the search visited.
+
 The search never sees gold labels: ``fit`` strips them before anything else.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import time
 from collections import OrderedDict
@@ -23,35 +42,46 @@ from icm_plugin.annealing import accept, temperature
 from icm_plugin.consistency import ConsistencyRule, Violation, make_rule
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
-from icm_plugin.objective import Evaluation, context_request, evaluate
+from icm_plugin.objective import CONTEXTS, SCALES, Evaluation, Objective, evaluate, group_members
 from icm_plugin.scoring.base import Scorer
 from icm_plugin.tasks import Task
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+PROPOSALS = ("group", "example")
+# groups larger than this are decoded member by member and repaired, not by enumerating assignments
+MAX_ENUMERATED_GROUP = 12
 
 
 @dataclass
 class ICMConfig:
-    """Hyperparameters, named and defaulted as in the paper.
+    """Hyperparameters, named and defaulted as in the paper and the authors' code, in one place.
 
-    alpha: weight of mutual predictability in U = alpha * P - I (P is a mean log-probability, in nats).
-    initial_temperature, final_temperature, beta: T_n = max(Tmin, T0 / (1 + beta * log n)).
-    num_seed: K, examples given random (balanced) labels before the search starts.
-    iterations: search steps; None means ``iterations_per_example`` x pool size.
-    consistency_fix_steps: violations ConsistencyFix tries to repair per step.
+    alpha: weight of mutual predictability in U = alpha * P - I.
+    context: "group" (default): an example's demonstrations leave out its own consistency group; "loo": every
+        other labelled example (the paper's exact setting). See ``icm_plugin.objective``.
+    scale: "logodds" (default, the authors' code): P is the mean signed log-odds of the labels; "logprob":
+        the mean log-probability of the labels (nats).
+    proposal: "group" (default) or "example" (the paper): see the module docstring.
+    initial_temperature, final_temperature, cooling: T = max(Tmin, T0 / (1 + cooling * ln(1 + accepted))).
+    num_seed: K, examples given random balanced labels before the search starts.
+    iterations: at most this many steps; None means ``iterations_per_example`` x pool size (the authors' code:
+        3000 steps for 256 examples). The search stops earlier at a fixed point.
+    consistency_fix_steps: violations ConsistencyFix tries to repair per step (proposal "example").
     force_repair: True (default): a violation the step's own new label introduced is always repaired, with
         the best-U consistent assignment, and the annealing rule judges the repaired labelling against the
         labelling the step started from; every other repair is taken only if U does not fall. False:
-        ConsistencyFix never lowers U at all, and a model biased to one label collapses the labelling (see
-        README "The objective, as implemented").
+        ConsistencyFix never lowers U (a model biased to one label then collapses the labelling).
     group_weight: sampling weight of an unlabelled example whose group is partly labelled (others: 1).
-    seed: seeds the initial labels, the demonstration order, sampling and acceptance.
+    seed: seeds the initial labels, the group order of the prompts, sampling and acceptance.
     """
 
     alpha: float = 50.0
+    context: str = "group"
+    scale: str = "logodds"
+    proposal: str = "group"
     initial_temperature: float = 10.0
     final_temperature: float = 0.01
-    beta: float = 0.99
+    cooling: float = 2.0
     num_seed: int = 8
     iterations: int | None = None
     consistency_fix_steps: int = 10
@@ -59,7 +89,32 @@ class ICMConfig:
     group_weight: float = 100.0
     seed: int = 0
 
-    iterations_per_example: ClassVar[int] = 3
+    iterations_per_example: ClassVar[int] = 12
+
+    def __post_init__(self):
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ICMError(f"alpha must be a positive number, got {self.alpha}")
+        if self.context not in CONTEXTS:
+            raise ICMError(f"unknown context {self.context!r}; choose one of {', '.join(CONTEXTS)}")
+        if self.scale not in SCALES:
+            raise ICMError(f"unknown scale {self.scale!r}; choose one of {', '.join(SCALES)}")
+        if self.proposal not in PROPOSALS:
+            raise ICMError(f"unknown proposal {self.proposal!r}; choose one of {', '.join(PROPOSALS)}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ICMError(f"iterations must be at least 1, got {self.iterations}")
+        if not (self.initial_temperature > 0 and self.final_temperature > 0):
+            raise ICMError("temperatures must be positive")
+        if self.num_seed < 0:
+            raise ICMError(f"num_seed cannot be negative, got {self.num_seed}")
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> ICMConfig:
+        """The paper's setting: own group shown, per-example proposals, signed log-odds (authors' code)."""
+        return cls(**({"context": "loo", "proposal": "example", "scale": "logodds"} | overrides))
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(alpha=self.alpha, context=self.context, scale=self.scale)
 
 
 Labels = list[int | None]
@@ -69,9 +124,10 @@ class ICM:
     """Internal Coherence Maximization over a pool of examples.
 
     After ``fit``: ``labels_`` (0/1 per example, pool order), ``confidence_`` (p of the assigned label given
-    all others, from the final leave-one-out scores), ``U_``, ``mutual_predictability_``,
-    ``inconsistencies_``, ``history_`` (one dict per step), ``conflicts_`` (every violation met and how it
-    was resolved), ``n_iter_``, ``accepted_``, ``token_forwards_``, ``seconds_``.
+    the demonstrations of the final evaluation), ``U_``, ``mutual_predictability_``, ``inconsistencies_``,
+    ``history_`` (one dict per step), ``conflicts_`` (every violation met and how it was resolved),
+    ``n_iter_``, ``accepted_``, ``converged_`` (stopped at a fixed point), ``evaluations_``,
+    ``token_forwards_``, ``seconds_``, ``group_order_``.
     """
 
     def __init__(self, scorer: Scorer, task: Task, config: ICMConfig | None = None, rule: str | None = None):
@@ -101,17 +157,8 @@ class ICM:
         n = len(pool)
         if n == 0:
             raise ICMError("the pool is empty")
-        self._pool = pool
-        self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool)
-        index = {e.id: i for i, e in enumerate(pool)}
-        self._clamped: dict[int, int] = {}
-        for ex_id, y in (clamped or {}).items():
-            if ex_id not in index:
-                raise ICMError(f"clamped label for id {ex_id!r}, which is not in the pool")
-            self._clamped[index[ex_id]] = int(y)
-        self._memo: OrderedDict[tuple, Evaluation] = OrderedDict()
+        self._prepare(pool, clamped)
         iterations = cfg.iterations if cfg.iterations is not None else cfg.iterations_per_example * n
-        self.rule_name_ = self._rule.name
         start_forwards = self.scorer.token_forwards
         t_start = time.perf_counter()
         ckpt = Path(checkpoint) if checkpoint else None
@@ -121,50 +168,71 @@ class ICM:
         else:
             state = self._initial_state(n)
         rng: np.random.Generator = state.pop("rng")
-        labels: Labels = state["labels"]
-        cur: Evaluation = state["cur"]
         bar = _progress_bar(iterations, state["iteration"], progress)
-        for it in range(state["iteration"] + 1, iterations + 1):
-            step = self._step(it, rng, labels, cur)
-            labels, cur = step.pop("labels"), step.pop("cur")
+        while state["iteration"] < iterations and not state["converged"]:
+            it = state["iteration"] + 1
+            step = self._step(it, rng, state)
             state["history"].append(step)
-            state["accepted"] += int(step["accepted"])
             state["iteration"] = it
-            state["labels"], state["cur"] = labels, cur
             if ckpt is not None:
                 self._save_checkpoint(ckpt, state, rng, start_forwards, t_start)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(U=f"{cur.U:.2f}", accepted=state["accepted"], inconsistent=cur.inconsistencies,
-                                labelled=sum(y is not None for y in labels))
+                bar.set_postfix(U=f"{state['cur'].U:.2f}", accepted=state["accepted"],
+                                inconsistent=state["cur"].inconsistencies, labelled=_count(state["labels"]))
             if on_step is not None:
                 on_step(step)
         if bar is not None:
             bar.close()
-        labels, cur = self._complete(labels, cur, state)
+        labels, cur = self._finish(state)
         self.labels_ = [int(y) for y in labels]
-        self.confidence_ = [float(np.exp(cur.logprobs[i][labels[i]])) if i in cur.logprobs else 0.5 for i in range(n)]
+        self.confidence_ = [float(np.exp(cur.logprobs[i][labels[i]])) for i in range(n)]
         self.U_ = cur.U
         self.mutual_predictability_ = cur.mutual_predictability
         self.inconsistencies_ = cur.inconsistencies
-        self.final_violations_ = [self._violation_record(v, labels, labels, "unresolved", iterations)
+        self.final_violations_ = [self._violation_record(v, labels, labels, "unresolved", state["iteration"])
                                   for v in self._rule.violations(labels)]
         self.history_ = state["history"]
         self.conflicts_ = state["conflicts"] + self.final_violations_
         self.n_iter_ = state["iteration"]
         self.accepted_ = state["accepted"]
-        self.order_ = state["order"]
+        self.converged_ = state["converged"]
+        self.evaluations_ = state["evaluations"] + self._evaluations
+        self.group_order_ = list(self._group_order)
         self.token_forwards_ = state["token_forwards"] + self.scorer.token_forwards - start_forwards
         self.seconds_ = state["seconds"] + time.perf_counter() - t_start
         self.clamped_ = {pool[i].id: y for i, y in self._clamped.items()}
         return self
 
-    # ---- steps --------------------------------------------------------------------------------------
+    def evaluate(self, labels: Sequence[int | None]) -> Evaluation:
+        """U and its parts for ``labels`` of the fitted pool, under this search's objective and layout."""
+        return self._evaluate(list(labels))
+
+    # ---- set-up -------------------------------------------------------------------------------------
+    def _prepare(self, pool: list[Example], clamped: dict[str, int] | None) -> None:
+        cfg = self.config
+        self._pool = pool
+        self._objective = cfg.objective
+        self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool)
+        self.rule_name_ = self._rule.name
+        self._members = group_members(pool)
+        self._group_of = {i: g for g, ms in self._members.items() for i in ms}
+        index = {e.id: i for i, e in enumerate(pool)}
+        self._clamped: dict[int, int] = {}
+        for ex_id, y in (clamped or {}).items():
+            if ex_id not in index:
+                raise ICMError(f"clamped label for id {ex_id!r}, which is not in the pool")
+            self._clamped[index[ex_id]] = int(y)
+        self._memo: OrderedDict[tuple, Evaluation] = OrderedDict()
+        self._evaluations = 0
+        # the prompt layout: one fixed order of the groups for the whole search
+        groups = sorted(self._members)
+        perm = np.random.default_rng([cfg.seed, 1]).permutation(len(groups))
+        self._group_order = [groups[k] for k in perm]
+
     def _initial_state(self, n: int) -> dict[str, Any]:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
-        order = [int(i) for i in rng.permutation(n)]
-        self._order = order
         labels: Labels = [None] * n
         for i, y in self._clamped.items():
             labels[i] = y
@@ -179,73 +247,129 @@ class ICM:
         labels, cur, fixes = self._consistency_fix(labels, cur, touched=None, iteration=0)
         history = [{"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
                     "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                    "labelled": sum(y is not None for y in labels),
-                    "changes": {str(i): y for i, y in enumerate(labels) if y is not None}}]
-        self._conflicts = fixes
-        return {"rng": rng, "labels": labels, "cur": cur, "iteration": 0, "order": order, "history": history,
-                "conflicts": self._conflicts, "accepted": 0, "token_forwards": 0, "seconds": 0.0}
+                    "labelled": _count(labels), "changes": {str(i): y for i, y in enumerate(labels) if y is not None}}]
+        state = {"rng": rng, "labels": labels, "cur": cur, "iteration": 0, "history": history,
+                 "conflicts": fixes, "accepted": 0, "converged": False, "evaluations": 0,
+                 "token_forwards": 0, "seconds": 0.0, "best": None}
+        self._note_best(state)
+        return state
 
-    def _step(self, it: int, rng: np.random.Generator, labels: Labels, cur: Evaluation) -> dict[str, Any]:
-        t = temperature(it, self.config.initial_temperature, self.config.final_temperature, self.config.beta)
-        i = self._sample(rng, labels)
+    # ---- steps --------------------------------------------------------------------------------------
+    def _step(self, it: int, rng: np.random.Generator, state: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.config
+        labels, cur = state["labels"], state["cur"]
+        u_before = cur.U
+        t = temperature(state["accepted"], cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
+        proposals = self._proposals(labels, cur)
+        i = self._sample(rng, labels, proposals)
         record: dict[str, Any] = {"iteration": it, "example": i, "T": t}
-        if i is None:
+        if i is None:  # a fixed point: no proposal would change anything
+            state["converged"] = True
             return record | {"proposed": None, "accepted": False, "U": cur.U, "P": cur.mutual_predictability,
-                             "I": cur.inconsistencies, "labelled": _count(labels), "changes": {},
-                             "labels": labels, "cur": cur}
-        y = self._propose(i, labels, cur)
-        record["proposed"] = y
-        if labels[i] == y and not self._rule.violations(labels, {i}):
-            rng.random()  # keep one draw per step so the stream is the same whatever happens
-            return record | {"accepted": False, "U": cur.U, "P": cur.mutual_predictability,
-                             "I": cur.inconsistencies, "labelled": _count(labels), "changes": {},
-                             "labels": labels, "cur": cur}
+                             "I": cur.inconsistencies, "labelled": _count(labels), "changes": {}}
         new = list(labels)
-        new[i] = y  # (unchanged when the step only revisits a group left inconsistent earlier)
-        # with forced repair, a proposal that breaks a rule is never kept, so its U is not needed
-        skip = self.config.force_repair and bool(self._rule.violations(new, {i}))
-        new_eval = None if skip else self._evaluate(new)
-        proposal_u = None if new_eval is None else new_eval.U
-        new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=it)
+        if cfg.proposal == "group":
+            assignment, fixes = proposals[i], self._group_conflicts(i, labels, cur, proposals[i], it)
+            for j, y in assignment.items():
+                new[j] = y
+            record["proposed"] = assignment[i]
+            new_eval = self._evaluate(new)
+        else:
+            new[i] = record["proposed"] = proposals[i][i]
+            # with forced repair, a proposal that breaks a rule is never kept, so its U is not needed
+            skip = cfg.force_repair and bool(self._rule.violations(new, {i}))
+            new_eval = None if skip else self._evaluate(new)
+            record["proposal_U"] = None if new_eval is None else new_eval.U
+            new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=it)
         ok = accept(new_eval.U - cur.U, t, rng)
         for f in fixes:
             f["step_accepted"] = ok
-        self._conflicts.extend(fixes)
+        state["conflicts"].extend(fixes)
+        changes = {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]} if ok else {}
         if ok:
-            changes = {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]}
-            labels, cur = new, new_eval
-        else:
-            changes = {}
-        return record | {"accepted": ok, "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                         "proposal_U": proposal_u, "labelled": _count(labels), "changes": changes,
-                         "labels": labels, "cur": cur}
+            state["labels"], state["cur"] = new, new_eval
+            state["accepted"] += 1
+            self._note_best(state)
+        cur = state["cur"]
+        return record | {"accepted": ok, "dU": new_eval.U - u_before, "U": cur.U,
+                         "P": cur.mutual_predictability, "I": cur.inconsistencies,
+                         "labelled": _count(state["labels"]), "changes": changes}
 
-    def _sample(self, rng: np.random.Generator, labels: Labels) -> int | None:
-        """An example index, weighting unlabelled members of partly labelled groups by ``group_weight``."""
-        n = len(labels)
-        weights = np.ones(n)
-        groups = self._rule.groups
-        for members in groups.values():
-            if any(labels[j] is not None for j in members):
+    def _proposals(self, labels: Labels, cur: Evaluation) -> dict[int, dict[int, int]]:
+        """For every active example: the labels its step would propose (example index -> label)."""
+        out: dict[int, dict[int, int]] = {}
+        if self.config.proposal == "example":
+            for i, lp in cur.logprobs.items():
+                y = int(np.argmax(lp))
+                if i not in self._clamped and (labels[i] != y or self._rule.violations(labels, {i})):
+                    out[i] = {i: y}
+            return out
+        for members in self._members.values():
+            best = self._best_assignment(members, labels, cur)
+            if any(labels[j] != y for j, y in best.items()):
                 for j in members:
-                    if labels[j] is None:
-                        weights[j] = self.config.group_weight
-        for j in self._clamped:
-            weights[j] = 0.0
-        total = weights.sum()
-        if total == 0:
-            rng.random()
-            return None
-        return int(np.searchsorted(np.cumsum(weights), rng.random() * total, side="right").clip(0, n - 1))
+                    if j not in self._clamped:
+                        out[j] = best
+        return out
 
-    def _propose(self, i: int, labels: Labels, cur: Evaluation) -> int:
-        """The label the model finds most likely for example i given every other labelled example."""
-        if labels[i] is not None and i in cur.logprobs:
-            lp = cur.logprobs[i]  # already scored with all others as context
-        else:
-            req = context_request(self.task, self._pool, labels, self._order, i)
-            lp = self.scorer.label_logprobs([req])[0]
-        return int(np.argmax(lp))
+    def _best_assignment(self, members: list[int], labels: Labels, cur: Evaluation) -> dict[int, int]:
+        """The rule-consistent labels of one group (clamps kept) with the highest sum of the members' terms."""
+        free = [j for j in members if j not in self._clamped]
+        fixed = {j: self._clamped[j] for j in members if j in self._clamped}
+        term = self._objective.term
+        if len(free) > MAX_ENUMERATED_GROUP:  # member-wise argmax, then repairs by the members' terms
+            trial: Labels = list(labels)
+            for j in free:
+                trial[j] = int(np.argmax(cur.logprobs[j]))
+            for _ in range(len(members)):
+                found = self._rule.violations(trial, set(members))
+                if not found:
+                    break
+                options = [o for o in self._rule.repairs(found[0], trial) if all(j not in fixed for j in o)]
+                if not options:
+                    break
+                for j, y in max(options, key=lambda o: sum(term(cur.logprobs[j], y) for j, y in o.items())).items():
+                    trial[j] = y
+            return {j: int(trial[j]) for j in members}
+        best, best_score = None, -math.inf
+        trial = list(labels)
+        for values in itertools.product((0, 1), repeat=len(free)):
+            for j, y in zip(free, values, strict=True):
+                trial[j] = y
+            for j, y in fixed.items():
+                trial[j] = y
+            if self._rule.group_violations(members, trial) if len(members) > 1 else []:
+                continue
+            score = sum(term(cur.logprobs[j], trial[j]) for j in members)
+            if score > best_score:
+                best, best_score = {j: int(trial[j]) for j in members}, score
+        if best is None:  # clamps make every assignment inconsistent: keep them, decode the rest freely
+            best = {j: fixed.get(j, int(np.argmax(cur.logprobs[j]))) for j in members}
+        return best
+
+    def _group_conflicts(self, i: int, labels: Labels, cur: Evaluation, assignment: dict[int, int], it: int):
+        """A record when the members' own most likely labels break the rule (the group proposal repaired it)."""
+        members = list(assignment)
+        free_choice: Labels = list(labels)
+        for j in members:
+            free_choice[j] = self._clamped.get(j, int(np.argmax(cur.logprobs[j])))
+        return [self._violation_record(v, free_choice, assignment, "repaired", it)
+                for v in self._rule.group_violations(members, free_choice)] if len(members) > 1 else []
+
+    def _sample(self, rng: np.random.Generator, labels: Labels, proposals: dict[int, Any]) -> int | None:
+        """An active example, weighting unlabelled members of partly labelled groups by ``group_weight``.
+
+        Draws one uniform number whatever happens, so the random stream does not depend on the outcome.
+        """
+        u = rng.random()
+        active = sorted(proposals)
+        if not active:
+            return None
+        weights = np.ones(len(active))
+        for k, j in enumerate(active):
+            if labels[j] is None and any(labels[m] is not None for m in self._members[self._group_of[j]]):
+                weights[k] = self.config.group_weight
+        return active[int(np.searchsorted(np.cumsum(weights), u * weights.sum(), side="right").clip(0, len(active) - 1))]
 
     def _consistency_fix(self, labels: Labels, cur: Evaluation | None, touched: set[int] | None, iteration: int):
         """Repair violations (those touching ``touched``, or all) while a repair does not lower U.
@@ -291,24 +415,31 @@ class ICM:
             cur = self._evaluate(labels)
         return labels, cur, records
 
-    def _complete(self, labels: Labels, cur: Evaluation, state: dict[str, Any]):
-        """Label whatever the search never reached (small budgets): propose, repair, keep."""
-        for i in range(len(labels)):
-            if labels[i] is not None:
-                continue
+    def _finish(self, state: dict[str, Any]) -> tuple[Labels, Evaluation]:
+        """The best fully labelled labelling visited. A search cut short first completes its labelling: each
+        group with unlabelled members gets its proposal (small budgets)."""
+        labels, cur = state["labels"], state["cur"]
+        if _count(labels) < len(labels):
             new = list(labels)
-            new[i] = proposed = self._propose(i, labels, cur)
-            skip = self.config.force_repair and bool(self._rule.violations(new, {i}))
-            new_eval = None if skip else self._evaluate(new)
-            new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=state["iteration"])
-            state["conflicts"].extend(fixes)
-            state["history"].append({"iteration": state["iteration"], "example": i, "proposed": proposed,
-                                     "accepted": True, "completion": True, "T": None, "U": new_eval.U,
-                                     "P": new_eval.mutual_predictability, "I": new_eval.inconsistencies,
-                                     "labelled": _count(new),
-                                     "changes": {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]}})
-            labels, cur = new, new_eval
-        return labels, cur
+            for members in self._members.values():
+                if any(new[j] is None for j in members):
+                    for j, y in self._best_assignment(members, labels, cur).items():
+                        new[j] = y
+            changes = {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]}
+            state["labels"], state["cur"] = new, self._evaluate(new)
+            cur = state["cur"]
+            state["history"].append({"iteration": state["iteration"], "example": None, "proposed": None,
+                                     "accepted": True, "completion": True, "T": None, "U": cur.U,
+                                     "P": cur.mutual_predictability, "I": cur.inconsistencies,
+                                     "labelled": _count(new), "changes": changes})
+            self._note_best(state)
+        best = state["best"]
+        return best["labels"], self._evaluate(best["labels"])
+
+    def _note_best(self, state: dict[str, Any]) -> None:
+        labels, cur = state["labels"], state["cur"]
+        if _count(labels) == len(labels) and (state["best"] is None or cur.U > state["best"]["U"]):
+            state["best"] = {"U": cur.U, "labels": list(labels), "iteration": state["iteration"]}
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _evaluate(self, labels: Labels) -> Evaluation:
@@ -317,17 +448,19 @@ class ICM:
         if hit is not None:
             self._memo.move_to_end(key)
             return hit
-        ev = evaluate(self.scorer, self.task, self._rule, self._pool, labels, self._order, self.config.alpha)
+        ev = evaluate(self.scorer, self.task, self._rule, self._pool, labels, self._group_order, self._objective)
+        self._evaluations += 1
         self._memo[key] = ev
         if len(self._memo) > 512:
             self._memo.popitem(last=False)
         return ev
 
-    def _violation_record(self, v: Violation, before: Labels, after: Labels, resolution: str, iteration: int):
+    def _violation_record(self, v: Violation, before: Labels, after, resolution: str, iteration: int):
+        after = after if isinstance(after, dict) else {j: after[j] for j in v.members}
         ids = [self._pool[j].id for j in v.members]
         return {"iteration": iteration, "rule": v.rule, "ids": ids,
                 "labels_before": {self._pool[j].id: before[j] for j in v.members},
-                "labels_after": {self._pool[j].id: after[j] for j in v.members},
+                "labels_after": {self._pool[j].id: after.get(j) for j in v.members},
                 "resolution": resolution}
 
     # ---- checkpoint ---------------------------------------------------------------------------------
@@ -339,15 +472,17 @@ class ICM:
             "config": asdict(self.config),
             "ids": [e.id for e in self._pool],
             "clamped": {self._pool[i].id: y for i, y in self._clamped.items()},
-            "order": state["order"],
+            "group_order": self._group_order,
             "iteration": state["iteration"],
             "labels": state["labels"],
             "rng": rng.bit_generator.state,
-            "cur": {"U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                    "logprobs": {str(i): v.tolist() for i, v in cur.logprobs.items()}},
+            "cur": _evaluation_blob(cur),
+            "best": state["best"],
             "history": state["history"],
             "conflicts": state["conflicts"],
             "accepted": state["accepted"],
+            "converged": state["converged"],
+            "evaluations": state["evaluations"] + self._evaluations,
             "token_forwards": state["token_forwards"] + self.scorer.token_forwards - start_forwards,
             "seconds": state["seconds"] + time.perf_counter() - t_start,
         }
@@ -373,14 +508,19 @@ class ICM:
             raise ICMError(f"{path}: checkpoint was made with other clamped labels; resume with the same --clamp")
         rng = np.random.default_rng()
         rng.bit_generator.state = blob["rng"]
-        self._order = blob["order"]
+        self._group_order = blob["group_order"]
         c = blob["cur"]
         cur = Evaluation(c["U"], c["P"], c["I"], {int(i): np.asarray(v) for i, v in c["logprobs"].items()})
         self._memo[tuple(blob["labels"])] = cur
-        self._conflicts = blob["conflicts"]
         return {"rng": rng, "labels": blob["labels"], "cur": cur, "iteration": blob["iteration"],
-                "order": blob["order"], "history": blob["history"], "conflicts": blob["conflicts"],
-                "accepted": blob["accepted"], "token_forwards": blob["token_forwards"], "seconds": blob["seconds"]}
+                "history": blob["history"], "conflicts": blob["conflicts"], "accepted": blob["accepted"],
+                "converged": blob["converged"], "evaluations": blob["evaluations"], "best": blob["best"],
+                "token_forwards": blob["token_forwards"], "seconds": blob["seconds"]}
+
+
+def _evaluation_blob(ev: Evaluation) -> dict[str, Any]:
+    return {"U": ev.U, "P": ev.mutual_predictability, "I": ev.inconsistencies,
+            "logprobs": {str(i): v.tolist() for i, v in ev.logprobs.items()}}
 
 
 def _count(labels: Labels) -> int:

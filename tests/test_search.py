@@ -72,10 +72,11 @@ def test_same_seed_same_labels_other_seed_other_path():
 def test_consistency_fix_never_lowers_u():
     exs = pool(16)
     # a scorer with a strong herd effect: repairs often cost predictability
-    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.3, herd=6.0), seed=2, force_repair=False)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.3, herd=6.0), seed=2, force_repair=False,
+              context="loo", proposal="example")
     assert icm.conflicts_, "this setting should meet violations"
     scorer = ScriptedScorer(truth(exs), strength=0.3, herd=6.0)
-    probe = ICM(scorer, TASK, ICMConfig(seed=2, force_repair=False))
+    probe = ICM(scorer, TASK, ICMConfig.paper(seed=2, force_repair=False))
     probe.fit(exs, progress=False)  # sets up rule/order/memo
     rng = np.random.default_rng(0)
     for _ in range(30):
@@ -83,7 +84,7 @@ def test_consistency_fix_never_lowers_u():
         before = probe._evaluate(labels)
         fixed, after, records = probe._consistency_fix(labels, before, touched=None, iteration=0)
         assert after.U >= before.U - 1e-12
-        recomputed = evaluate(scorer, TASK, probe._rule, probe._pool, fixed, probe._order, 50.0)
+        recomputed = evaluate(scorer, TASK, probe._rule, probe._pool, fixed, probe._group_order, probe._objective)
         assert after.U == pytest.approx(recomputed.U)
         assert all(r["resolution"] in ("repaired", "kept") for r in records)
 
@@ -153,7 +154,8 @@ def test_sampling_prefers_partly_labelled_groups():
     labels = [None] * len(exs)
     labels[0] = 1  # group g0 is partly labelled; its other member should dominate the draws
     rng = np.random.default_rng(0)
-    draws = [icm._sample(rng, labels) for _ in range(2000)]
+    every = {j: {j: 0} for j in range(len(exs))}  # every example active
+    draws = [icm._sample(rng, labels, every) for _ in range(2000)]
     share = draws.count(1) / len(draws)
     assert share == pytest.approx(100 / (100 + len(exs) - 1), abs=0.03)
 
@@ -171,8 +173,61 @@ def test_without_consistency_a_herding_model_collapses():
 def test_force_repair_leaves_no_violation_the_steps_introduced():
     exs = pool(12)
     herd = dict(strength=0.5, herd=2.0, bias=-3.0)  # a model that says False to almost everything
-    soft = ICM(ScriptedScorer(truth(exs), **herd), TASK, ICMConfig(seed=0, force_repair=False)).fit(exs, progress=False)
-    hard = ICM(ScriptedScorer(truth(exs), **herd), TASK, ICMConfig(seed=0, force_repair=True)).fit(exs, progress=False)
+    # ConsistencyFix belongs to the paper's per-example proposals
+    soft = ICM(ScriptedScorer(truth(exs), **herd), TASK, ICMConfig.paper(seed=0, force_repair=False)).fit(exs, progress=False)
+    hard = ICM(ScriptedScorer(truth(exs), **herd), TASK, ICMConfig.paper(seed=0, force_repair=True)).fit(exs, progress=False)
     assert soft.inconsistencies_ > 0  # repairs cost too much predictability: the never-lower fix keeps them
     assert hard.inconsistencies_ == 0
     assert all(r["resolution"] == "repaired" for r in hard.conflicts_ if r["iteration"] > 0)
+
+
+def test_stops_at_a_fixed_point_of_its_proposals():
+    exs = pool(10)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=1.0, herd=1.0), seed=3)
+    assert icm.converged_ and icm.n_iter_ < ICMConfig.iterations_per_example * len(exs)
+    final = icm.evaluate(icm.labels_)
+    assert icm._proposals(icm.labels_, final) == {}  # no example's proposal differs from its label
+
+
+def test_every_step_proposes_a_change_and_cools_on_accepted_flips():
+    from icm_plugin.annealing import temperature
+
+    exs = pool(10)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.4, herd=3.0), seed=1)
+    accepted = 0
+    for h in icm.history_[1:]:
+        if h["example"] is None:  # the converged step
+            continue
+        assert h["T"] == pytest.approx(temperature(accepted))
+        assert h["dU"] is not None
+        assert not h["accepted"] or h["changes"], "an accepted step changed nothing"
+        accepted += int(h["accepted"])
+    assert accepted == icm.accepted_
+
+
+def test_returns_the_best_fully_labelled_labelling_it_visited():
+    exs = pool(10)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.3, herd=4.0), seed=0, initial_temperature=50.0)
+    labels: dict[int, int] = {}
+    best = -float("inf")
+    for h in icm.history_:
+        for j, y in h["changes"].items():
+            labels[int(j)] = y
+        if h["accepted"] and len(labels) == len(exs):
+            best = max(best, h["U"])
+    assert icm.U_ == pytest.approx(best)
+
+
+def test_paper_setting_shows_the_own_group_and_proposes_per_example():
+    cfg = ICMConfig.paper()
+    assert (cfg.context, cfg.proposal, cfg.scale) == ("loo", "example", "logodds")
+    exs = pool(6)
+    icm = ICM(ScriptedScorer(truth(exs), strength=1.0), TASK, cfg).fit(exs, progress=False)
+    assert all(len(h["changes"]) <= 2 for h in icm.history_[1:])  # one label and at most its repair
+
+
+@pytest.mark.parametrize("bad", [dict(alpha=-1.0), dict(alpha=float("nan")), dict(iterations=0),
+                                 dict(context="all"), dict(scale="sum"), dict(proposal="pair")])
+def test_config_refuses_bad_values(bad):
+    with pytest.raises(ICMError):
+        ICMConfig(**bad)

@@ -1,0 +1,192 @@
+"""Does ICM elicit? ICM beside zero-shot, zero-shot + rule, bootstrap and the golden in-context ceiling, per seed.
+
+    python benchmarks/elicitation.py [--seeds 0,1,2] [--pairs 32] [--model gemma-3-270m]
+        [--icm default paper] [--icm "T1:initial_temperature=1" ...] [--json out.json]
+
+Each seed draws its own pool of ``--pairs`` questions (both candidates of each) from the packaged facts. On it:
+
+- zero-shot: each claim True when the model prefers " True" with no demonstrations;
+- zero-shot + rule: the same scores decoded under the task's rule (per question, the more likely candidate);
+- bootstrap: ``icm_plugin.bootstrap.Bootstrap`` (3 rounds, own group left out, rule-decoded);
+- golden, own group hidden: every example scored with the GOLD labels of all other groups as demonstrations
+  (the default layout of that seed), rule-decoded: what in-context learning reaches with perfect labels;
+- each ICM setting (``default`` = ``ICMConfig()``, ``paper`` = ``ICMConfig.paper()``, or ``name:key=value,...``
+  overrides of ``ICMConfig``): accuracy, balanced accuracy, and U of its result, of gold and of gold with every
+  group flipped, all under that run's own objective and layout; seconds and token-forwards of the search.
+
+Gold labels are used for scoring only, never by a method (the golden row is the ceiling, not a method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from icm_plugin.baselines import zero_shot_scores
+from icm_plugin.bootstrap import Bootstrap, rule_decode
+from icm_plugin.examples import Example
+from icm_plugin.loaders import load_examples
+from icm_plugin.metrics import accuracy, balanced_accuracy
+from icm_plugin.objective import group_members, group_requests
+from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.tasks import get_task
+
+TASK = get_task("facts")
+
+
+def draw_pool(examples: list[Example], pairs: int, seed: int) -> list[Example]:
+    """``pairs`` questions drawn at random by ``seed``, both candidates each, in file order."""
+    members = group_members(examples)
+    groups = sorted(members)
+    chosen = set(np.random.default_rng(seed).choice(len(groups), size=pairs, replace=False).tolist())
+    keep = sorted(i for k in chosen for i in members[groups[k]])
+    return [examples[i] for i in keep]
+
+
+def flipped(labels: list[int], pool: list[Example]) -> list[int]:
+    """Gold with every group's labels rotated by one member (for pairs: swapped): just as consistent."""
+    out = list(labels)
+    for ms in group_members(pool).values():
+        for a, b in zip(ms, ms[1:] + ms[:1], strict=True):
+            out[a] = labels[b]
+    return out
+
+
+def parse_setting(spec: str) -> tuple[str, ICMConfig]:
+    """``default``, ``paper``, or ``name:key=value,...`` (base: default; ``paper=1`` starts from the paper's)."""
+    if spec in ("default", "paper"):
+        return spec, ICMConfig() if spec == "default" else ICMConfig.paper()
+    name, _, rest = spec.partition(":")
+    kinds = {f.name: f.type for f in fields(ICMConfig)}
+    over: dict = {}
+    base = ICMConfig()
+    for part in filter(None, rest.split(",")):
+        key, _, value = part.partition("=")
+        if key == "paper":
+            base = ICMConfig.paper()
+            continue
+        if key not in kinds:
+            raise SystemExit(f"unknown ICMConfig field {key!r} in {spec!r}")
+        kind = str(kinds[key])
+        over[key] = (value.lower() in ("1", "true") if "bool" in kind else
+                     int(value) if kind.startswith("int") else
+                     float(value) if "float" in kind else value)
+    return name, replace(base, **over)
+
+
+def scores_row(pred, gold) -> dict:
+    return {"accuracy": accuracy(pred, gold), "balanced_accuracy": balanced_accuracy(pred, gold)}
+
+
+def run_seed(seed: int, args, scorer, facts: list[Example], settings) -> dict:
+    pool = draw_pool(facts, args.pairs, seed)
+    gold = [int(e.label) for e in pool]
+    rule = TASK.rule_for(pool)
+    row: dict = {"seed": seed, "n": len(pool)}
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
+
+    t, f0 = time.perf_counter(), scorer.token_forwards
+    zs = zero_shot_scores(scorer, TASK, pool)
+    row["zero_shot"] = scores_row([int(s[1] > s[0]) for s in zs], gold)
+    zs_rule = rule_decode(zs, pool, rule)
+    row["zero_shot_rule"] = scores_row(zs_rule, gold) | {"seconds": time.perf_counter() - t,
+                                                         "token_forwards": scorer.token_forwards - f0}
+    say(f"seed {seed}: zero-shot {row['zero_shot']['accuracy']:.3f}, + rule {row['zero_shot_rule']['accuracy']:.3f}")
+
+    t = time.perf_counter()
+    boot = Bootstrap(scorer, TASK, rounds=3, seed=seed).fit(pool, initial_scores=zs)
+    row["bootstrap"] = scores_row(boot.labels_, gold) | {"seconds": time.perf_counter() - t,
+                                                         "token_forwards": boot.token_forwards_}
+    say(f"seed {seed}: bootstrap {row['bootstrap']['accuracy']:.3f}")
+
+    # the golden ceiling: gold demonstrations of the other groups, in the default layout of this seed
+    t, f0 = time.perf_counter(), scorer.token_forwards
+    layout = ICM(scorer, TASK, replace(ICMConfig(), seed=seed))
+    layout._prepare([e.without_gold() for e in pool], None)
+    index, reqs = group_requests(TASK, pool, gold, layout._group_order)
+    golden = np.zeros((len(pool), 2))
+    golden[index] = scorer.label_logprobs(reqs)
+    row["golden_hidden"] = scores_row(rule_decode(golden, pool, rule), gold) | {
+        "seconds": time.perf_counter() - t, "token_forwards": scorer.token_forwards - f0}
+    say(f"seed {seed}: golden, own group hidden {row['golden_hidden']['accuracy']:.3f}")
+
+    for name, cfg in settings:
+        icm = ICM(scorer, TASK, replace(cfg, seed=seed)).fit(pool, progress=not args.quiet)
+        pred = icm.labels_
+        u_gold, u_flip = icm.evaluate(gold).U, icm.evaluate(flipped(gold, pool)).U
+        row[f"icm:{name}"] = scores_row(pred, gold) | {
+            "U": icm.U_, "U_gold": u_gold, "U_gold_flipped": u_flip, "seconds": icm.seconds_,
+            "token_forwards": icm.token_forwards_, "evaluations": icm.evaluations_, "steps": icm.n_iter_,
+            "accepted": icm.accepted_, "converged": icm.converged_, "true_rate": float(np.mean(pred)),
+            "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_}
+        r = row[f"icm:{name}"]
+        say(f"seed {seed}: ICM {name}: acc {r['accuracy']:.3f} U {r['U']:.2f} U(gold) {u_gold:.2f} "
+            f"U(flipped) {u_flip:.2f} {r['seconds']:.0f}s {r['token_forwards']} tok, {r['evaluations']} evals, "
+            f"{r['steps']} steps, converged {r['converged']}")
+    return row
+
+
+METHODS = [("zero_shot", "zero-shot"), ("zero_shot_rule", "zero-shot + rule"), ("bootstrap", "bootstrap (3 rounds)"),
+           ("golden_hidden", "golden demonstrations, own group hidden (ceiling)")]
+
+
+def markdown(rows: list[dict], settings) -> str:
+    out = ["| seed | method | accuracy | balanced acc. | U(result) | U(gold) | U(gold flipped) | seconds | token-forwards |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    keys = METHODS + [(f"icm:{n}", f"ICM {n}") for n, _ in settings]
+    for row in rows:
+        for key, label in keys:
+            r = row[key]
+            u = [f"{r[k]:.2f}" if k in r else "–" for k in ("U", "U_gold", "U_gold_flipped")]
+            sec = f"{r['seconds']:.0f}" if "seconds" in r else "–"
+            tok = f"{r['token_forwards']:,}" if "token_forwards" in r else "–"
+            out.append(f"| {row['seed']} | {label} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | "
+                       + " | ".join(u) + f" | {sec} | {tok} |")
+    out.append("")
+    out.append("| method | mean accuracy | mean balanced acc. | min balanced acc. | mean seconds | mean token-forwards |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for key, label in keys:
+        rs = [row[key] for row in rows]
+        sec = f"{np.mean([r['seconds'] for r in rs]):.0f}" if all("seconds" in r for r in rs) else "–"
+        tok = f"{np.mean([r['token_forwards'] for r in rs]):,.0f}" if all("token_forwards" in r for r in rs) else "–"
+        out.append(f"| {label} | {np.mean([r['accuracy'] for r in rs]):.3f} | "
+                   f"{np.mean([r['balanced_accuracy'] for r in rs]):.3f} | "
+                   f"{min(r['balanced_accuracy'] for r in rs):.3f} | {sec} | {tok} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--pairs", type=int, default=32)
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--icm", nargs="+", default=["default", "paper"], help="ICM settings to run")
+    ap.add_argument("--json", default=None, help="also write every figure to this file")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    from icm_plugin.models import load_model
+    from icm_plugin.scoring.prefix import PrefixSharingScorer
+
+    settings = [parse_setting(s) for s in args.icm]
+    facts = load_examples(None, TASK, None)
+    model, tok = load_model(args.model, dtype=args.dtype)
+    scorer = PrefixSharingScorer(model, tok, TASK.label_words)
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        rows.append(run_seed(seed, args, scorer, facts, settings))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rows": rows, "settings": [
+                {"name": n, "config": c.__dict__} for n, c in settings], "model": args.model}, indent=2))
+    print(f"{args.model}, facts, {args.pairs} questions x 2 claims per seed, rule exactly_one")
+    print(markdown(rows, settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The objective's prompts and scale: leave-one-group-out layout, the paper's setting, signed log-odds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scripted import ScriptedScorer
+from test_search import TASK, pool, truth
+
+from icm_plugin.consistency import make_rule
+from icm_plugin.objective import Objective, evaluate, group_members, group_requests, loo_contexts
+
+
+def _question(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def test_group_context_never_shows_the_own_group():
+    exs = pool(8)
+    labels = [e.label for e in exs]
+    order = sorted(group_members(exs))
+    index, reqs = group_requests(TASK, exs, labels, order, context="group")
+    assert sorted(index) == list(range(len(exs)))
+    for r in reqs:
+        assert _question(r.query) not in {_question(d) for d in r.demos}
+        assert len(r.demos) == len(exs) - 2  # every other group's two members
+
+
+def test_loo_context_shows_the_own_group_right_before_the_query():
+    exs = pool(8)
+    labels = [e.label for e in exs]
+    index, reqs = group_requests(TASK, exs, labels, sorted(group_members(exs)), context="loo")
+    for i, r in zip(index, reqs, strict=True):
+        assert len(r.demos) == len(exs) - 1
+        assert _question(r.demos[-1]) == _question(r.query)  # the partner, adjacent to the query
+        assert r.demos[-1] != TASK.demonstration(exs[i], labels[i])
+
+
+def test_members_of_a_group_share_one_context_and_unlabelled_groups_add_none():
+    exs = pool(8)
+    labels = [e.label if i < 8 else None for i, e in enumerate(exs)]  # groups 0-3 labelled
+    index, reqs = group_requests(TASK, exs, labels, sorted(group_members(exs)))
+    by_group: dict[str, set] = {}
+    for i, r in zip(index, reqs, strict=True):
+        by_group.setdefault(exs[i].consistency_id, set()).add(r.demos)
+        assert all(d.endswith((" True", " False")) for d in r.demos)
+        assert len(r.demos) == (8 if i >= 8 else 6)  # unlabelled queries see all four labelled groups
+    assert all(len(v) == 1 for v in by_group.values())
+
+
+def test_layout_positions_do_not_depend_on_which_groups_are_labelled():
+    order = [f"g{k}" for k in range(8)]
+    ctx = loo_contexts(order)
+    # with only g0 and g5 labelled, g3's demonstrations keep the relative order they have when all are
+    full = [g for g in ctx["g3"]]
+    assert [g for g in full if g in ("g0", "g5")] == [g for g in ctx["g3"] if g in ("g0", "g5")]
+    assert sorted(full) == sorted(set(order) - {"g3"})
+
+
+def test_signed_log_odds_and_log_probability_scales():
+    lp = np.log(np.array([0.2, 0.8]))
+    assert Objective(scale="logodds").term(lp, 1) == pytest.approx(math.log(4))
+    assert Objective(scale="logodds").term(lp, 0) == pytest.approx(-math.log(4))
+    assert Objective(scale="logprob").term(lp, 1) == pytest.approx(math.log(0.8))
+    assert Objective(scale="logprob").term(lp, 0) == pytest.approx(math.log(0.2))
+    with pytest.raises(ValueError):
+        Objective(scale="sum")
+
+
+def test_u_is_alpha_times_mean_term_minus_violations():
+    exs = pool(6)
+    scorer = ScriptedScorer(truth(exs), strength=1.0)
+    rule = make_rule("exactly_one", exs)
+    labels = [e.label for e in exs]
+    labels[0] = labels[1] = 1  # one True/True pair
+    for scale in ("logodds", "logprob"):
+        obj = Objective(alpha=50.0, scale=scale)
+        ev = evaluate(scorer, TASK, rule, exs, labels, sorted(group_members(exs)), obj)
+        terms = [obj.term(ev.logprobs[i], labels[i]) for i in range(len(exs))]
+        assert ev.inconsistencies == 1
+        assert ev.U == pytest.approx(50.0 * np.mean(terms) - 1)
+        assert set(ev.logprobs) == set(range(len(exs)))
+
+
+def test_group_scores_do_not_depend_on_the_groups_own_labels():
+    exs = pool(6)
+    scorer = ScriptedScorer(truth(exs), strength=1.0, herd=2.0)
+    rule = make_rule("exactly_one", exs)
+    order = sorted(group_members(exs))
+    a = [e.label for e in exs]
+    b = list(a)
+    b[0] = b[1] = 0  # relabel group g0 (the herd scorer reads the share of True demonstrations)
+    ea, eb = (evaluate(scorer, TASK, rule, exs, x, order, Objective()) for x in (a, b))
+    np.testing.assert_array_equal(ea.logprobs[0], eb.logprobs[0])
+    np.testing.assert_array_equal(ea.logprobs[1], eb.logprobs[1])
+    assert not np.array_equal(ea.logprobs[2], eb.logprobs[2])  # the other groups see g0's labels
