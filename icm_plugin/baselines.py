@@ -31,3 +31,13 @@ def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example]) -> list
             best[g] = i
     chosen = set(best.values())
     return [int(i in chosen) for i in range(len(examples))]
+
+
+def reference_labellings(scorer: Scorer, task: Task, examples: Sequence[Example], rule: str) -> dict[str, list[int]]:
+    """What asking the model once gives: ``zero_shot`` (each claim's own answer) and ``zero_shot_rule`` (the same
+    scores decoded under the task's consistency rule), for the run report to stand ICM's labels beside."""
+    from icm_plugin.bootstrap import rule_decode
+
+    pool = [e.without_gold() for e in examples]
+    scores = zero_shot_scores(scorer, task, pool)
+    return {"zero_shot": zero_shot_labels(scores), "zero_shot_rule": rule_decode(scores, pool, rule)}

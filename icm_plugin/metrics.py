@@ -54,3 +54,19 @@ def gold_report(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, f
     if any(g is None for g in gold):
         return {"accuracy": None, "balanced_accuracy": None}
     return {"accuracy": accuracy(pred, gold), "balanced_accuracy": balanced_accuracy(pred, gold)}
+
+
+def reference_report(examples: Sequence[Example], pred: Sequence[int],
+                     references: dict[str, Sequence[int]]) -> dict[str, dict[str, float | None]]:
+    """For each reference labelling (e.g. zero-shot): its agreement with ``pred`` (no gold needed) and, over
+    the examples that have gold, its accuracy and balanced accuracy."""
+    out: dict[str, dict[str, float | None]] = {}
+    has_gold = [k for k, e in enumerate(examples) if e.label is not None]
+    gold = [examples[k].label for k in has_gold]
+    for name, ref in references.items():
+        row: dict[str, float | None] = {"agreement": accuracy(ref, pred), "accuracy": None, "balanced_accuracy": None}
+        if has_gold:
+            sub = [ref[k] for k in has_gold]
+            row.update(accuracy=accuracy(sub, gold), balanced_accuracy=balanced_accuracy(sub, gold))
+        out[name] = row
+    return out

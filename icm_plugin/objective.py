@@ -149,12 +149,28 @@ class Evaluation:
 
 
 def evaluate(scorer: Scorer, task: Task, rule: ConsistencyRule, examples: Sequence[Example], labels: Labels,
-             group_order: Sequence[str], objective: Objective) -> Evaluation:
-    """U(D) = alpha * P(D) - I(D) for the labelling ``labels`` (None = unlabelled), groups in ``group_order``."""
+             group_orders: Sequence[Sequence[str]], objective: Objective) -> Evaluation:
+    """U(D) = alpha * P(D) - I(D) for the labelling ``labels`` (None = unlabelled).
+
+    ``group_orders``: one or more orders of the groups; with several, each example's log-probabilities are the
+    renormalised mean over the layouts (one request per example and layout, all sent in one call).
+    """
     inconsistencies = rule.inconsistency(labels)
-    index, reqs = group_requests(task, examples, labels, group_order, objective.context)
+    index: list[int] = []
+    reqs: list[ScoreRequest] = []
+    for order in group_orders:
+        idx, rs = group_requests(task, examples, labels, order, objective.context)
+        index += idx
+        reqs += rs
     scores = scorer.label_logprobs(reqs)
-    logprobs = {i: scores[k] for k, i in enumerate(index)}
-    terms = [objective.term(logprobs[i], int(labels[i])) for i in index if labels[i] is not None]
+    sums: dict[int, np.ndarray] = {}
+    for k, i in enumerate(index):
+        sums[i] = sums[i] + scores[k] if i in sums else np.array(scores[k], dtype=np.float64)
+    logprobs = {i: _renormalise(v / len(group_orders)) for i, v in sums.items()}
+    terms = [objective.term(logprobs[i], int(labels[i])) for i in logprobs if labels[i] is not None]
     p = float(np.mean(terms)) if terms else 0.0
     return Evaluation(objective.alpha * p - inconsistencies, p, inconsistencies, logprobs)
+
+
+def _renormalise(lp: np.ndarray) -> np.ndarray:
+    return lp - np.logaddexp.reduce(lp)

@@ -72,7 +72,9 @@ class ICMConfig:
         labelling the step started from; every other repair is taken only if U does not fall. False:
         ConsistencyFix never lowers U (a model biased to one label then collapses the labelling).
     group_weight: sampling weight of an unlabelled example whose group is partly labelled (others: 1).
-    seed: seeds the initial labels, the group order of the prompts, sampling and acceptance.
+    orders: layouts of the prompts (group orders) whose log-probabilities are averaged (cost: this many times
+        the token-forwards per evaluation).
+    seed: seeds the initial labels, the group orders of the prompts, sampling and acceptance.
     """
 
     alpha: float = 50.0
@@ -87,6 +89,7 @@ class ICMConfig:
     consistency_fix_steps: int = 10
     force_repair: bool = True
     group_weight: float = 100.0
+    orders: int = 1
     seed: int = 0
 
     iterations_per_example: ClassVar[int] = 12
@@ -104,6 +107,8 @@ class ICMConfig:
             raise ICMError(f"iterations must be at least 1, got {self.iterations}")
         if not (self.initial_temperature > 0 and self.final_temperature > 0):
             raise ICMError("temperatures must be positive")
+        if self.orders < 1:
+            raise ICMError(f"orders must be at least 1, got {self.orders}")
         if self.num_seed < 0:
             raise ICMError(f"num_seed cannot be negative, got {self.num_seed}")
 
@@ -127,7 +132,7 @@ class ICM:
     the demonstrations of the final evaluation), ``U_``, ``mutual_predictability_``, ``inconsistencies_``,
     ``history_`` (one dict per step), ``conflicts_`` (every violation met and how it was resolved),
     ``n_iter_``, ``accepted_``, ``converged_`` (stopped at a fixed point), ``evaluations_``,
-    ``token_forwards_``, ``seconds_``, ``group_order_``.
+    ``token_forwards_``, ``seconds_``, ``group_orders_``.
     """
 
     def __init__(self, scorer: Scorer, task: Task, config: ICMConfig | None = None, rule: str | None = None):
@@ -198,7 +203,7 @@ class ICM:
         self.accepted_ = state["accepted"]
         self.converged_ = state["converged"]
         self.evaluations_ = state["evaluations"] + self._evaluations
-        self.group_order_ = list(self._group_order)
+        self.group_orders_ = [list(o) for o in self._group_orders]
         self.token_forwards_ = state["token_forwards"] + self.scorer.token_forwards - start_forwards
         self.seconds_ = state["seconds"] + time.perf_counter() - t_start
         self.clamped_ = {pool[i].id: y for i, y in self._clamped.items()}
@@ -225,10 +230,10 @@ class ICM:
             self._clamped[index[ex_id]] = int(y)
         self._memo: OrderedDict[tuple, Evaluation] = OrderedDict()
         self._evaluations = 0
-        # the prompt layout: one fixed order of the groups for the whole search
+        # the prompt layouts: fixed orders of the groups for the whole search
         groups = sorted(self._members)
-        perm = np.random.default_rng([cfg.seed, 1]).permutation(len(groups))
-        self._group_order = [groups[k] for k in perm]
+        self._group_orders = [[groups[k] for k in np.random.default_rng([cfg.seed, 1 + r]).permutation(len(groups))]
+                              for r in range(cfg.orders)]
 
     def _initial_state(self, n: int) -> dict[str, Any]:
         cfg = self.config
@@ -448,7 +453,7 @@ class ICM:
         if hit is not None:
             self._memo.move_to_end(key)
             return hit
-        ev = evaluate(self.scorer, self.task, self._rule, self._pool, labels, self._group_order, self._objective)
+        ev = evaluate(self.scorer, self.task, self._rule, self._pool, labels, self._group_orders, self._objective)
         self._evaluations += 1
         self._memo[key] = ev
         if len(self._memo) > 512:
@@ -472,7 +477,7 @@ class ICM:
             "config": asdict(self.config),
             "ids": [e.id for e in self._pool],
             "clamped": {self._pool[i].id: y for i, y in self._clamped.items()},
-            "group_order": self._group_order,
+            "group_orders": self._group_orders,
             "iteration": state["iteration"],
             "labels": state["labels"],
             "rng": rng.bit_generator.state,
@@ -508,7 +513,7 @@ class ICM:
             raise ICMError(f"{path}: checkpoint was made with other clamped labels; resume with the same --clamp")
         rng = np.random.default_rng()
         rng.bit_generator.state = blob["rng"]
-        self._group_order = blob["group_order"]
+        self._group_orders = blob["group_orders"]
         c = blob["cur"]
         cur = Evaluation(c["U"], c["P"], c["I"], {int(i): np.asarray(v) for i, v in c["logprobs"].items()})
         self._memo[tuple(blob["labels"])] = cur

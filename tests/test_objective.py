@@ -77,7 +77,7 @@ def test_u_is_alpha_times_mean_term_minus_violations():
     labels[0] = labels[1] = 1  # one True/True pair
     for scale in ("logodds", "logprob"):
         obj = Objective(alpha=50.0, scale=scale)
-        ev = evaluate(scorer, TASK, rule, exs, labels, sorted(group_members(exs)), obj)
+        ev = evaluate(scorer, TASK, rule, exs, labels, [sorted(group_members(exs))], obj)
         terms = [obj.term(ev.logprobs[i], labels[i]) for i in range(len(exs))]
         assert ev.inconsistencies == 1
         assert ev.U == pytest.approx(50.0 * np.mean(terms) - 1)
@@ -92,7 +92,19 @@ def test_group_scores_do_not_depend_on_the_groups_own_labels():
     a = [e.label for e in exs]
     b = list(a)
     b[0] = b[1] = 0  # relabel group g0 (the herd scorer reads the share of True demonstrations)
-    ea, eb = (evaluate(scorer, TASK, rule, exs, x, order, Objective()) for x in (a, b))
+    ea, eb = (evaluate(scorer, TASK, rule, exs, x, [order], Objective()) for x in (a, b))
     np.testing.assert_array_equal(ea.logprobs[0], eb.logprobs[0])
     np.testing.assert_array_equal(ea.logprobs[1], eb.logprobs[1])
     assert not np.array_equal(ea.logprobs[2], eb.logprobs[2])  # the other groups see g0's labels
+
+
+def test_several_orders_average_the_layouts_log_probabilities():
+    exs = pool(6)
+    scorer = ScriptedScorer(truth(exs), strength=1.0, herd=2.0)
+    rule = make_rule("exactly_one", exs)
+    labels = [e.label if i != 3 else None for i, e in enumerate(exs)]
+    a, b = sorted(group_members(exs)), sorted(group_members(exs), reverse=True)
+    ea, eb, both = (evaluate(scorer, TASK, rule, exs, labels, orders, Objective()) for orders in ([a], [b], [a, b]))
+    for i in range(len(exs)):
+        mean = (ea.logprobs[i] + eb.logprobs[i]) / 2
+        np.testing.assert_allclose(both.logprobs[i], mean - np.logaddexp.reduce(mean))

@@ -84,7 +84,7 @@ def test_consistency_fix_never_lowers_u():
         before = probe._evaluate(labels)
         fixed, after, records = probe._consistency_fix(labels, before, touched=None, iteration=0)
         assert after.U >= before.U - 1e-12
-        recomputed = evaluate(scorer, TASK, probe._rule, probe._pool, fixed, probe._group_order, probe._objective)
+        recomputed = evaluate(scorer, TASK, probe._rule, probe._pool, fixed, probe._group_orders, probe._objective)
         assert after.U == pytest.approx(recomputed.U)
         assert all(r["resolution"] in ("repaired", "kept") for r in records)
 
@@ -231,3 +231,12 @@ def test_paper_setting_shows_the_own_group_and_proposes_per_example():
 def test_config_refuses_bad_values(bad):
     with pytest.raises(ICMError):
         ICMConfig(**bad)
+
+
+def test_orders_lay_the_prompts_out_several_ways():
+    exs = pool(8)
+    one = ICM(ScriptedScorer(truth(exs), herd=1.0), TASK, ICMConfig(seed=2, orders=1)).fit(exs, progress=False)
+    two = ICM(ScriptedScorer(truth(exs), herd=1.0), TASK, ICMConfig(seed=2, orders=2)).fit(exs, progress=False)
+    assert len(one.group_orders_) == 1 and len(two.group_orders_) == 2
+    assert two.group_orders_[0] == one.group_orders_[0] != two.group_orders_[1]
+    assert sorted(two.group_orders_[1]) == sorted(one.group_orders_[0])
