@@ -109,7 +109,7 @@ def run_seed(seed: int, args, scorer, facts: list[Example], settings) -> dict:
     t, f0 = time.perf_counter(), scorer.token_forwards
     layout = ICM(scorer, TASK, replace(ICMConfig(), seed=seed))
     layout._prepare([e.without_gold() for e in pool], None)
-    index, reqs = group_requests(TASK, pool, gold, layout._group_order)
+    index, reqs = group_requests(TASK, pool, gold, layout._group_orders[0])
     golden = np.zeros((len(pool), 2))
     golden[index] = scorer.label_logprobs(reqs)
     row["golden_hidden"] = scores_row(rule_decode(golden, pool, rule), gold) | {
@@ -124,7 +124,9 @@ def run_seed(seed: int, args, scorer, facts: list[Example], settings) -> dict:
             "U": icm.U_, "U_gold": u_gold, "U_gold_flipped": u_flip, "seconds": icm.seconds_,
             "token_forwards": icm.token_forwards_, "evaluations": icm.evaluations_, "steps": icm.n_iter_,
             "accepted": icm.accepted_, "converged": icm.converged_, "true_rate": float(np.mean(pred)),
-            "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_}
+            "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_,
+            "steps_detail": [{k: h.get(k) for k in ("iteration", "T", "dU", "accepted", "labelled")}
+                             for h in icm.history_[1:]]}
         r = row[f"icm:{name}"]
         say(f"seed {seed}: ICM {name}: acc {r['accuracy']:.3f} U {r['U']:.2f} U(gold) {u_gold:.2f} "
             f"U(flipped) {u_flip:.2f} {r['seconds']:.0f}s {r['token_forwards']} tok, {r['evaluations']} evals, "

@@ -63,6 +63,10 @@ class ICMConfig:
         the mean log-probability of the labels (nats).
     proposal: "group" (default) or "example" (the paper): see the module docstring.
     initial_temperature, final_temperature, cooling: T = max(Tmin, T0 / (1 + cooling * ln(1 + accepted))).
+    temperature_unit: "example" (default): T0 and Tmin are in nats of ONE example's term, i.e. multiplied by
+        alpha / n in units of U: a flip that changes one example's term by one nat changes U by alpha / n, so
+        the acceptance of a move of a given size is the same at every pool size. "U": in units of U (the
+        paper's T0 = 10, Tmin = 0.01).
     num_seed: K, examples given random balanced labels before the search starts.
     iterations: at most this many steps; None means ``iterations_per_example`` x pool size (the authors' code:
         3000 steps for 256 examples). The search stops earlier at a fixed point.
@@ -81,9 +85,10 @@ class ICMConfig:
     context: str = "group"
     scale: str = "logodds"
     proposal: str = "group"
-    initial_temperature: float = 10.0
-    final_temperature: float = 0.01
+    initial_temperature: float = 1.0
+    final_temperature: float = 0.001
     cooling: float = 2.0
+    temperature_unit: str = "example"
     num_seed: int = 8
     iterations: int | None = None
     consistency_fix_steps: int = 10
@@ -105,6 +110,8 @@ class ICMConfig:
             raise ICMError(f"unknown proposal {self.proposal!r}; choose one of {', '.join(PROPOSALS)}")
         if self.iterations is not None and self.iterations < 1:
             raise ICMError(f"iterations must be at least 1, got {self.iterations}")
+        if self.temperature_unit not in ("example", "U"):
+            raise ICMError(f"unknown temperature unit {self.temperature_unit!r}; choose example or U")
         if not (self.initial_temperature > 0 and self.final_temperature > 0):
             raise ICMError("temperatures must be positive")
         if self.orders < 1:
@@ -115,7 +122,8 @@ class ICMConfig:
     @classmethod
     def paper(cls, **overrides: Any) -> ICMConfig:
         """The paper's setting: own group shown, per-example proposals, signed log-odds (authors' code)."""
-        return cls(**({"context": "loo", "proposal": "example", "scale": "logodds"} | overrides))
+        return cls(**({"context": "loo", "proposal": "example", "scale": "logodds", "initial_temperature": 10.0,
+                       "final_temperature": 0.01, "temperature_unit": "U"} | overrides))
 
     @property
     def objective(self) -> Objective:
@@ -230,6 +238,7 @@ class ICM:
             self._clamped[index[ex_id]] = int(y)
         self._memo: OrderedDict[tuple, Evaluation] = OrderedDict()
         self._evaluations = 0
+        self._unit = cfg.alpha / len(pool) if cfg.temperature_unit == "example" else 1.0  # T in units of U
         # the prompt layouts: fixed orders of the groups for the whole search
         groups = sorted(self._members)
         self._group_orders = [[groups[k] for k in np.random.default_rng([cfg.seed, 1 + r]).permutation(len(groups))]
@@ -264,7 +273,7 @@ class ICM:
         cfg = self.config
         labels, cur = state["labels"], state["cur"]
         u_before = cur.U
-        t = temperature(state["accepted"], cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
+        t = self._unit * temperature(state["accepted"], cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
         proposals = self._proposals(labels, cur)
         i = self._sample(rng, labels, proposals)
         record: dict[str, Any] = {"iteration": it, "example": i, "T": t}

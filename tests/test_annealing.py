@@ -43,5 +43,8 @@ def test_accept_frequency_matches_probability():
 
 def test_paper_defaults_in_one_place():
     cfg = ICMConfig()
-    assert (cfg.alpha, cfg.initial_temperature, cfg.final_temperature, cfg.cooling, cfg.num_seed) == (50.0, 10.0, 0.01, 2.0, 8)
-    assert cfg.group_weight == 100.0
+    assert (cfg.alpha, cfg.cooling, cfg.num_seed, cfg.group_weight) == (50.0, 2.0, 8, 100.0)
+    paper = ICMConfig.paper()
+    assert (paper.initial_temperature, paper.final_temperature, paper.temperature_unit) == (10.0, 0.01, "U")
+    # the default's temperature is per example: the same acceptance of a one-nat move at every pool size
+    assert (cfg.initial_temperature, cfg.final_temperature, cfg.temperature_unit) == (1.0, 0.001, "example")

@@ -198,7 +198,7 @@ def test_every_step_proposes_a_change_and_cools_on_accepted_flips():
     for h in icm.history_[1:]:
         if h["example"] is None:  # the converged step
             continue
-        assert h["T"] == pytest.approx(temperature(accepted))
+        assert h["T"] == pytest.approx(50.0 / len(exs) * temperature(accepted, 1.0, 0.001))
         assert h["dU"] is not None
         assert not h["accepted"] or h["changes"], "an accepted step changed nothing"
         accepted += int(h["accepted"])
