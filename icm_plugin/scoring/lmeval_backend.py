@@ -13,12 +13,14 @@ Hugging Face tokenizer that would not add the BOS the native scorer uses, the BO
 prompt (lm-eval's tokenizers turn it into the one BOS id). With ``tokenized_requests=False`` the server
 tokenizes, and adds BOS by its own model metadata (llama.cpp: the GGUF's ``add_bos_token``).
 
-Requests go out sorted by demonstration tuple, so prompts that share a prefix are adjacent (a single-slot
-server such as llama.cpp's reuses the previous prompt's prefix), in one ``loglikelihood`` call per evaluation
-(the backend batches: ``batch_size``, ``num_concurrent``), or one context per call for a sequential API
-backend, whose own length sort would otherwise break the adjacency. A prompt answered before (the search asks
-again for the one it proposed from) comes from a cache of the last ``cache_size`` prompts. vLLM skips its prefix
-cache for requests with prompt log-probabilities, which ``loglikelihood`` needs: every prompt is prefilled whole.
+Requests go out sorted by demonstration tuple (a depth-first order of the prefix trie), so prompts that share
+a prefix are adjacent and a server's prefix cache (llama.cpp's slot) holds what the next prompt begins with. A
+local model gets one ``loglikelihood`` call per evaluation (lm-eval batches it); an API backend gets one
+context per call, ``num_concurrent`` of them in flight per server from our thread pool around lm-eval's own
+client, in that order (``icm_plugin.scoring.served``; lm-eval's own concurrent path would sort them by length),
+and ``base_url=A|B`` spreads them over several servers. A prompt answered before (the search asks again for
+the one it proposed from) comes from a cache of the last ``cache_size`` prompts. vLLM skips its prefix cache
+for requests with prompt log-probabilities, which ``loglikelihood`` needs: every prompt is prefilled whole.
 
 ``token_forwards`` counts the prompt tokens submitted: per label word for an API backend (two requests), once
 per prompt for a local model (lm-eval's hf shares the context's forward between the label words).
@@ -34,6 +36,7 @@ import numpy as np
 
 from icm_plugin.errors import ICMError
 from icm_plugin.scoring.base import Scorer, ScoreRequest
+from icm_plugin.scoring.served import InFlight, split_base_urls
 
 # model args whose value may be an icm model alias (gemma-3-270m, smollm2-135m): resolved to its folder
 _PATH_ARGS = ("pretrained", "tokenizer")
@@ -116,8 +119,9 @@ class LMEvalScorer(Scorer):
     """The ICM scorer over an lm-eval ``LM``: log p(label word | demos, query) from ``loglikelihood``."""
 
     def __init__(self, lm: Any, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n",
-                 model_type: str = "lm-eval", cache_size: int = 1024):
+                 model_type: str = "lm-eval", cache_size: int = 1024, servers: Sequence[Any] = ()):
         self.lm = lm
+        self.lms = [lm, *servers]  # one backend per server of the same model (base_url=A|B)
         self.label_words = tuple(label_words)
         self.separator = separator
         self.model_type = model_type
@@ -126,19 +130,26 @@ class LMEvalScorer(Scorer):
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.bos_text = _bos_text(lm)
         self.is_api = _is_api(lm)
-        # a sequential API backend sorts each call by length: send one context per call to keep our order
-        self.contexts_per_call = 1 if self.is_api and getattr(lm, "_concurrent", 1) <= 1 else None
+        # an API backend gets one context per call, in our (trie) order: lm-eval sorts a call's prompts by length
+        self.contexts_per_call = 1 if self.is_api else None
+        #: prompts in flight per server: lm-eval's num_concurrent, run by our pool (icm_plugin.scoring.served)
+        self.concurrency = max(1, int(getattr(lm, "_concurrent", 1))) if self.is_api else 1
         self.max_length = _max_length(lm)
         if self.is_api:
-            _install_checked_parser(lm)
+            for backend in self.lms:
+                backend._concurrent = 1  # each call goes lm-eval's sequential path: requests + tenacity retries
+                _install_checked_parser(backend)
             _quiet_api_progress()
+        self._in_flight = InFlight(len(self.lms), self.concurrency) if len(self.lms) * self.concurrency > 1 else None
         _warn_bos(lm, model_type)
 
     @classmethod
     def from_model_type(cls, model_type: str, model_args: str = "", label_words: Sequence[str] = (" False", " True"),
                         separator: str = "\n\n", batch_size: int | str | None = None) -> LMEvalScorer:
-        """Build the backend by its lm-eval name (see ``make_lm``) and wrap it."""
-        return cls(make_lm(model_type, model_args, batch_size), label_words, separator, model_type)
+        """Build the backend by its lm-eval name (see ``make_lm``) and wrap it; ``base_url=A|B|...`` builds one
+        backend per server (``served.split_base_urls``)."""
+        first, *others = [make_lm(model_type, args, batch_size) for args in split_base_urls(model_args)]
+        return cls(first, label_words, separator, model_type, servers=others)
 
     @property
     def name(self) -> str:
@@ -147,10 +158,24 @@ class LMEvalScorer(Scorer):
     @property
     def parallel_capacity(self) -> int:
         """How many searches may score at once through this backend (the batch runner's hook)."""
-        return max(1, int(getattr(self.lm, "_concurrent", 1))) if self.is_api else 1
+        return self.concurrency
+
+    @property
+    def replicas(self) -> list[LMEvalScorer]:
+        """One scorer per server (the batch runner runs batches on them at once); just this one for one server."""
+        if len(self.lms) == 1:
+            return [self]
+        out = []
+        for backend in self.lms:
+            twin = self.fork()
+            twin.lm, twin.lms = backend, [backend]
+            twin._in_flight = InFlight(1, self.concurrency) if self.concurrency > 1 else None
+            out.append(twin)
+        return out
 
     def fork(self) -> LMEvalScorer:
-        """A scorer sharing this backend with its own ``token_forwards`` counter (one per parallel batch)."""
+        """A scorer sharing this backend (and its requests in flight) with its own ``token_forwards`` counter
+        (one per parallel batch)."""
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
         twin.token_forwards = 0
@@ -162,8 +187,6 @@ class LMEvalScorer(Scorer):
         return self.bos_text + "".join(d + self.separator for d in request.demos) + request.query
 
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
-        from lm_eval.api.instance import Instance
-
         words = self.label_words
         loglik = np.zeros((len(requests), len(words)))
         todo: dict[str, list[int]] = {}  # prompt -> the requests that need it (a prompt is sent once)
@@ -177,17 +200,29 @@ class LMEvalScorer(Scorer):
                 todo.setdefault(ctx, []).append(r)
         contexts = list(todo)
         self._count_and_check(contexts)
-        step = self.contexts_per_call or max(1, len(contexts))
-        for start in range(0, len(contexts), step):
-            chunk = contexts[start:start + step]
-            instances = [Instance("loglikelihood", {}, (ctx, w), idx=k * len(words) + j)
-                         for k, ctx in enumerate(chunk) for j, w in enumerate(words)]
-            results = self._call(instances)
-            for k, ctx in enumerate(chunk):
-                row = np.array([float(results[k * len(words) + j][0]) for j in range(len(words))])
-                loglik[todo[ctx]] = row
-                self._remember(ctx, row)
+        if not contexts:
+            rows: list = []
+        elif self.contexts_per_call is None:  # a local model: one call, lm-eval batches it
+            rows = list(self._score(0, contexts))
+        elif self._in_flight is None:
+            rows = [self._score(0, [ctx])[0] for ctx in contexts]
+        else:
+            rows = self._in_flight.map(lambda server, ctx: self._score(server, [ctx])[0], contexts)
+        for ctx, row in zip(contexts, rows, strict=True):
+            loglik[todo[ctx]] = row
+            self._remember(ctx, row)
         return loglik - np.logaddexp.reduce(loglik, axis=1, keepdims=True)
+
+    def _score(self, server: int, contexts: Sequence[str]) -> np.ndarray:
+        """Label-word log-likelihoods of ``contexts`` from backend ``server``, shape (contexts, label words)."""
+        from lm_eval.api.instance import Instance
+
+        words = self.label_words
+        instances = [Instance("loglikelihood", {}, (ctx, w), idx=k * len(words) + j)
+                     for k, ctx in enumerate(contexts) for j, w in enumerate(words)]
+        results = self._call(instances, self.lms[server])
+        return np.array([[float(results[k * len(words) + j][0]) for j in range(len(words))]
+                         for k in range(len(contexts))])
 
     def _remember(self, ctx: str, row: np.ndarray) -> None:
         # the search asks again for a prompt it proposed from (and a labelling it revisits): answer from here
@@ -212,16 +247,16 @@ class LMEvalScorer(Scorer):
             # an API request per label word; a local model forwards the shared context once (lm-eval's logits cache)
             self.token_forwards += (n + 1) * len(self.label_words) if self.is_api else n + len(self.label_words)
 
-    def _call(self, instances: list) -> list:
+    def _call(self, instances: list, lm: Any) -> list:
         try:
-            return self.lm.loglikelihood(instances, disable_tqdm=True)
+            return lm.loglikelihood(instances, disable_tqdm=True)
         except ICMError:
             raise
         except NotImplementedError:
             raise ICMError(f"lm-eval model type {self.model_type!r} does not implement loglikelihood; ICM needs "
                            "log-probabilities: use hf, vllm, local-completions or gguf") from None
         except Exception as err:  # noqa: BLE001 - the backends raise their HTTP/client errors as they are
-            mapped = _api_error(self.lm, err)
+            mapped = _api_error(lm, err)
             if mapped is None:
                 raise
             raise mapped from None
