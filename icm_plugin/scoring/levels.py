@@ -105,6 +105,10 @@ class LevelBatchedScorer(PrefixSharingScorer):
     token_budget: int = 16384
     #: most mask cells (new tokens x keys) one forward takes; bounds the attention scores' memory
     cell_budget: int = 1 << 28
+    #: most keys one forward gathers, as a multiple of its longest prompt so far: the masked-out keys of a
+    #: packed forward still cost attention arithmetic, so a level whose edges descend from very different
+    #: prefixes is cut where the waste would pass this factor (None: never)
+    key_waste: float | None = None
 
     def __init__(self, model, tokenizer, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n"):
         super().__init__(model, tokenizer, label_words, separator)
@@ -150,24 +154,26 @@ class LevelBatchedScorer(PrefixSharingScorer):
         chunks: list[list[_Row]] = []
         chunk: list[_Row] = []
         seen: set[tuple[int, int]] = set()
-        queries = keys = 0
+        queries = keys = longest = 0
         for row in level:
             q = len(row.node.tokens)
+            prompt = sum(b - a for a, b in row.spans) + q
             new = []  # ancestor spans this row adds to the chunk's keys (an ancestor's ancestors are in already)
             for span in reversed(row.spans):
                 if span in seen:
                     break
                 new.append(span)
             k = sum(b - a for a, b in new)
-            if chunk and (queries + q > self.token_budget
+            waste = self.key_waste is not None and keys + k > self.key_waste * max(longest, prompt)
+            if chunk and (queries + q > self.token_budget or waste
                           or (queries + q) * (keys + k + queries + q) > self.cell_budget):
                 chunks.append(chunk)
-                chunk, seen, queries, keys = [], set(), 0, 0
+                chunk, seen, queries, keys, longest = [], set(), 0, 0, 0
                 new = list(row.spans)
                 k = sum(b - a for a, b in new)
             chunk.append(row)
             seen.update(new)
-            queries, keys = queries + q, keys + k
+            queries, keys, longest = queries + q, keys + k, max(longest, prompt)
         if chunk:
             chunks.append(chunk)
         return chunks
