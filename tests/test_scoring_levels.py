@@ -148,11 +148,11 @@ def test_a_level_over_the_budgets_is_split_into_several_exact_forwards(gemma):
     ref = ReferenceScorer(model, tok).label_logprobs(reqs)
     whole = LevelBatchedScorer(model, tok)
     whole.label_logprobs(reqs)
-    for budget in ("token_budget", "cell_budget"):
+    for budget in ("token_budget", "cell_budget", "key_waste"):
         split = LevelBatchedScorer(model, tok)
         longest = max(len(split.tokens.full(r)) for r in reqs)
         # a level holds about one whole prompt's tokens: a third of it forces several forwards per level
-        setattr(split, budget, longest // 3 if budget == "token_budget" else longest ** 2 // 3)
+        setattr(split, budget, {"token_budget": longest // 3, "cell_budget": longest ** 2 // 3, "key_waste": 1.0}[budget])
         assert np.abs(split.label_logprobs(reqs) - ref).max() < 1e-4
         assert split.forwards > whole.forwards
         assert split.token_forwards == whole.token_forwards
