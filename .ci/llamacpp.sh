@@ -8,9 +8,11 @@ PY=${PYTHON:-python}
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 
 if "$PY" - "$VERSION" <<'EOF' 2>/dev/null; then
-import sys
+import pathlib, sys
 import llama_cpp, llama_cpp.server.app, uvicorn, fastapi, sse_starlette, starlette_context  # noqa: F401
-sys.exit(0 if llama_cpp.__version__ == sys.argv[1] else 1)
+# a wheel built with AMX (see below) is replaced: its kernels crash on this kind of VM
+amx = any(b"amx repack tensor" in f.read_bytes() for f in pathlib.Path(llama_cpp.__file__).parent.glob("lib/libggml-cpu.so*"))
+sys.exit(0 if llama_cpp.__version__ == sys.argv[1] and not amx else 1)
 EOF
     echo "llamacpp: llama-cpp-python $VERSION[server] already installed"
     exit 0
