@@ -125,7 +125,7 @@ def group_requests(task, n: int):
     return examples, groups, group_loo_requests(task, examples, labels, order)[1]
 
 
-def one_evaluation(model, tok, task, n: int, device: str, layout: str = "groups") -> dict:
+def one_evaluation(model, tok, task, n: int, device: str, layout: str = "groups", batched: bool = True) -> dict:
     if layout == "groups":
         examples, groups, reqs = group_requests(task, n)
     else:
@@ -136,7 +136,8 @@ def one_evaluation(model, tok, task, n: int, device: str, layout: str = "groups"
     levels = LevelBatchedScorer(model, tok, task.label_words)
     l_seconds, _, l_forwards = timed_evaluation(levels, reqs, device)
     diff = float(np.abs(levels.label_logprobs(reqs) - scorer.label_logprobs(reqs)).max())
-    b_seconds, _, b_forwards = timed_evaluation(BatchedScorer(model, tok, task.label_words), reqs, device)
+    b_seconds, b_forwards = (timed_evaluation(BatchedScorer(model, tok, task.label_words), reqs, device)[::2]
+                             if batched else (float("nan"), 0))
     lengths = [len(scorer.tokens.full(r)) for r in reqs]
     return {"n": len(examples), "groups": len(groups), "layout": layout, "seconds": seconds, "token_forwards": tokens,
             "forwards": forwards, "tokens_per_s": tokens / seconds, "levels_seconds": l_seconds,
@@ -198,6 +199,8 @@ def main() -> None:
                     help="the batched prefill that measures raw throughput")
     ap.add_argument("--cudnn-sdp", action="store_true",
                     help="leave cuDNN attention on (it plans a graph for every new shape: ~70 ms per forward here)")
+    ap.add_argument("--skip-batched", action="store_true",
+                    help="leave out the batched scorer's evaluation (n^2 tokens: slow on a CPU)")
     ap.add_argument("--levels-waste", type=float, default=None,
                     help="LevelBatchedScorer.key_waste: cut a level where its forward would gather more than this "
                          "multiple of its longest prompt in keys (default: one forward per level)")
@@ -229,7 +232,7 @@ def main() -> None:
         row = {"arch": arch, "raw_prefill_tokens_per_s": raw, "raw_single_1024_tokens_per_s": raw1, "evaluations": []}
         for n in args.sizes:
             try:
-                ev = one_evaluation(model, tok, task, n, args.device, args.layout)
+                ev = one_evaluation(model, tok, task, n, args.device, args.layout, not args.skip_batched)
             except ICMError as e:
                 print(f"| {n} | {e} |")
                 continue

@@ -71,14 +71,23 @@ def start_server(gguf: Path, log: Path, threads: int, n_ctx: int) -> tuple[subpr
 
 
 def model_args(urls: list[str], alias: str, concurrency: int) -> str:
-    # tokenized on this side (lm-eval's HF tokenizer + the native scorer's BOS), so both see the same token ids
+    # llama-cpp-python's server takes prompts as text only: it tokenizes (tokenizer= only measures contexts)
     return ",".join([f"base_url={'|'.join(urls)}", f"model={alias}", "tokenizer_backend=huggingface",
-                     f"tokenizer={alias}", "tokenized_requests=True", "max_retries=3", "timeout=3600",
+                     f"tokenizer={alias}", "tokenized_requests=False", "max_retries=3", "timeout=3600",
                      "max_length=4096", f"num_concurrent={concurrency}"])
 
 
-def served_evaluation(args: str, reqs, words) -> tuple[dict, np.ndarray]:
+def served_scorer(args: str, words, alias: str) -> LMEvalScorer:
     scorer = LMEvalScorer.from_model_type("local-completions", args, words)
+    if not ALIASES[alias].add_bos:
+        # the GGUF adds no BOS (SmolLM2) but the native scorer starts every prompt with one: its text in front,
+        # which llama.cpp tokenizes as the special token, so both score the same token ids
+        scorer.bos_text = scorer.lm.tokenizer.bos_token
+    return scorer
+
+
+def served_evaluation(args: str, reqs, words, alias: str) -> tuple[dict, np.ndarray]:
+    scorer = served_scorer(args, words, alias)
     t = time.perf_counter()
     out = scorer.label_logprobs(reqs)
     seconds = time.perf_counter() - t
@@ -138,7 +147,8 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|")
         report["evaluations"] = []
         for n_servers, conc in [(1, c) for c in args.concurrency] + [(2, 1)]:
-            row, out = served_evaluation(model_args(urls[:n_servers], args.alias, conc), reqs, task.label_words)
+            row, out = served_evaluation(model_args(urls[:n_servers], args.alias, conc), reqs, task.label_words,
+                                         args.alias)
             row.update(servers=n_servers, concurrency=conc, max_diff=float(np.abs(out - ref).max()),
                        same_argmax=bool((out.argmax(1) == ref.argmax(1)).all()))
             report["evaluations"].append(row)
@@ -147,8 +157,8 @@ def main() -> None:
                   flush=True)
         if args.batch:
             pool = load_examples(None, task, 2 * args.batch)
-            one = LMEvalScorer.from_model_type("local-completions", model_args(urls[:1], args.alias, 1), task.label_words)
-            both = LMEvalScorer.from_model_type("local-completions", model_args(urls, args.alias, 1), task.label_words)
+            one = served_scorer(model_args(urls[:1], args.alias, 1), task.label_words, args.alias)
+            both = served_scorer(model_args(urls, args.alias, 1), task.label_words, args.alias)
             s1, labels1 = two_batches(one, task, pool, args.batch, args.iterations, work / "one")
             s2, labels2 = two_batches(both, task, pool, args.batch, args.iterations, work / "two")
             report["two_batches"] = {"pool": len(pool), "batches": len(split_by_group(pool, args.batch)),
