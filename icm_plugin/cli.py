@@ -31,7 +31,8 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
                         "per trie depth (for GPUs); batched: whole prompts, many per forward; reference: one "
                         "prompt per forward")
     p.add_argument("--model-type", default=None, help="score through an lm-eval model type instead: hf, vllm, local-completions, gguf, ... (as lm_eval --model)")
-    p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args)")
+    p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args); for a server: "
+                        "num_concurrent=N prompts in flight per server, base_url=URL1|URL2 for several servers")
     p.add_argument("--batch-size", type=int, default=None, help="label the pool in batches of about N examples, whole consistency groups (paper: 256), merged into one run folder")
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
