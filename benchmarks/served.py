@@ -112,6 +112,32 @@ def two_batches(scorer, task, pool, batch: int, iterations: int, root: Path) -> 
     return seconds, [labels[e.id] for e in pool]
 
 
+def evaluations(task, args, urls: list[str]) -> dict:
+    """Part 1: the native scorer, then the served path with each concurrency on one server and on both."""
+    examples, groups, reqs = group_requests(task, args.n)
+    model, tok = load_model(args.alias, dtype="float32", device="cpu")
+    native = PrefixSharingScorer(model, tok, task.label_words)
+    t = time.perf_counter()
+    ref = native.label_logprobs(reqs)
+    seconds = time.perf_counter() - t
+    out: dict = {"native": {"seconds": seconds, "token_forwards": native.token_forwards,
+                            "tokens_per_s": native.token_forwards / seconds}, "evaluations": []}
+    print(f"native prefix scorer: n={len(examples)} ({len(groups)} groups) {seconds:.1f} s, "
+          f"{native.token_forwards} token-forwards", flush=True)
+    print("| servers | concurrency | seconds | contexts/s | HTTP requests/s | prompt tokens/s | max diff vs native |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n_servers, conc in [(1, c) for c in args.concurrency] + [(2, 1)]:
+        row, scores = served_evaluation(model_args(urls[:n_servers], args.alias, conc), reqs, task.label_words,
+                                        args.alias)
+        row.update(servers=n_servers, concurrency=conc, max_diff=float(np.abs(scores - ref).max()),
+                   same_argmax=bool((scores.argmax(1) == ref.argmax(1)).all()))
+        out["evaluations"].append(row)
+        print(f"| {n_servers} | {conc} | {row['seconds']:.1f} | {row['contexts_per_s']:.2f} "
+              f"| {row['http_requests_per_s']:.2f} | {row['prompt_tokens_per_s']:.0f} | {row['max_diff']:.3f} |",
+              flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alias", default="smollm2-135m", choices=sorted(ALIASES))
@@ -121,6 +147,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3, help="search steps per batch")
     ap.add_argument("--threads", type=int, default=1, help="threads per server")
     ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
+                    help="part 1, the evaluations (--no-evaluate: only the two-batch run)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     task = get_task("facts")
@@ -133,28 +161,8 @@ def main() -> None:
     servers = [start_server(gguf, work / f"server{k}.log", args.threads, args.n_ctx) for k in range(2)]
     urls = [url for _, url in servers]
     try:
-        examples, groups, reqs = group_requests(task, args.n)
-        model, tok = load_model(args.alias, dtype="float32", device="cpu")
-        native = PrefixSharingScorer(model, tok, task.label_words)
-        t = time.perf_counter()
-        ref = native.label_logprobs(reqs)
-        seconds = time.perf_counter() - t
-        report["native"] = {"seconds": seconds, "token_forwards": native.token_forwards,
-                            "tokens_per_s": native.token_forwards / seconds}
-        print(f"native prefix scorer: n={len(examples)} ({len(groups)} groups) {report['native']['seconds']:.1f} s, "
-              f"{native.token_forwards} token-forwards", flush=True)
-        print("| servers | concurrency | seconds | contexts/s | HTTP requests/s | prompt tokens/s | max diff vs native |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        report["evaluations"] = []
-        for n_servers, conc in [(1, c) for c in args.concurrency] + [(2, 1)]:
-            row, out = served_evaluation(model_args(urls[:n_servers], args.alias, conc), reqs, task.label_words,
-                                         args.alias)
-            row.update(servers=n_servers, concurrency=conc, max_diff=float(np.abs(out - ref).max()),
-                       same_argmax=bool((out.argmax(1) == ref.argmax(1)).all()))
-            report["evaluations"].append(row)
-            print(f"| {n_servers} | {conc} | {row['seconds']:.1f} | {row['contexts_per_s']:.2f} "
-                  f"| {row['http_requests_per_s']:.2f} | {row['prompt_tokens_per_s']:.0f} | {row['max_diff']:.3f} |",
-                  flush=True)
+        if args.evaluate:
+            report.update(evaluations(task, args, urls))
         if args.batch:
             pool = load_examples(None, task, 2 * args.batch)
             one = served_scorer(model_args(urls[:1], args.alias, 1), task.label_words, args.alias)
