@@ -9,7 +9,8 @@ per-batch and total figures.
 Resumable per batch: with ``--resume`` a batch whose ``report.json`` exists is not redone, and an interrupted
 one continues from its checkpoint. Batches run one after another, or in threads when the scorer says its
 backend takes several searches at once (``parallel_capacity`` > 1, e.g. an API backend with
-``num_concurrent``; each thread gets ``scorer.fork()``).
+``num_concurrent``; each thread gets ``scorer.fork()``) or has several servers (``scorer.replicas``, e.g.
+``base_url=A|B``: each batch runs on a free server, ``parallel_capacity`` batches per server).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import json
 import math
 import platform
+import queue
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -137,8 +139,9 @@ def label_in_batches(args: argparse.Namespace, plugins: list | None = None) -> i
 class BatchRunner:
     """Runs one ICM search per batch into ``root/NNN/``; skips finished batches, resumes interrupted ones.
 
-    ``workers`` defaults to ``scorer.parallel_capacity`` (1 for the native scorers): with more, batches run
-    in threads, each on ``scorer.fork()`` so token counts stay per batch.
+    ``workers`` defaults to ``parallel_capacity`` summed over ``scorer.replicas`` (the scorer itself when it has
+    none; 1 for the native scorers): with more, batches run in threads, each on a fork of a free replica so token
+    counts stay per batch.
     """
 
     def __init__(self, scorer: Scorer, task: Task, config: ICMConfig, rule: str | None = None,
@@ -148,7 +151,8 @@ class BatchRunner:
         self.config = config
         self.rule = rule
         self.resume = resume
-        capacity = int(getattr(scorer, "parallel_capacity", 1))
+        self.replicas = list(getattr(scorer, "replicas", None) or [scorer])
+        capacity = sum(max(1, int(getattr(r, "parallel_capacity", 1))) for r in self.replicas)
         self.workers = max(1, workers if workers is not None else capacity)
         if self.workers > 1 and not hasattr(scorer, "fork"):
             self.workers = 1
@@ -162,9 +166,19 @@ class BatchRunner:
             jobs.append((b, list(batch), {i: y for i, y in clamped.items() if i in ids}))
         if self.workers == 1:
             return [self.label_batch(self.scorer, b, batch, clamp, root, progress=True) for b, batch, clamp in jobs]
+        free: queue.SimpleQueue = queue.SimpleQueue()  # a replica per slot: each batch takes a free one
+        for k in range(self.workers):
+            free.put(self.replicas[k % len(self.replicas)])
+
+        def on_a_free_replica(b: int, batch: list[Example], clamp: dict[str, int]) -> dict[str, Any]:
+            replica = free.get()
+            try:
+                return self.label_batch(replica.fork(), b, batch, clamp, root, False)
+            finally:
+                free.put(replica)
+
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="icm-batch") as pool:
-            futures = [pool.submit(self.label_batch, self.scorer.fork(), b, batch, clamp, root, False)
-                       for b, batch, clamp in jobs]
+            futures = [pool.submit(on_a_free_replica, b, batch, clamp) for b, batch, clamp in jobs]
             return [f.result() for f in futures]
 
     def label_batch(self, scorer: Scorer, index: int, batch: list[Example], clamped: dict[str, int], root: Path,

@@ -27,11 +27,13 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
                    help="repair every violation a step's new label introduces even when that lowers U (default: on)")
     p.add_argument("--clamp", default=None, help="jsonl of {id, label}: labels the search must keep (human corrections)")
     p.add_argument("--compare-to", default=None, help="earlier run folder (same seed): report how many labels the clamps changed")
-    p.add_argument("--scorer", default="prefix", choices=["prefix", "batched", "reference"],
-                   help="prefix: shared KV caches (default; fastest on a CPU); batched: whole prompts, many per "
-                        "forward (fastest on a GPU); reference: one prompt per forward")
+    p.add_argument("--scorer", default="prefix", choices=["prefix", "levels", "batched", "reference"],
+                   help="prefix: shared KV caches (default; fastest on a CPU); levels: the same trie, one forward "
+                        "per trie depth (for GPUs); batched: whole prompts, many per forward; reference: one "
+                        "prompt per forward")
     p.add_argument("--model-type", default=None, help="score through an lm-eval model type instead: hf, vllm, local-completions, gguf, ... (as lm_eval --model)")
-    p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args)")
+    p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args); for a server: "
+                        "num_concurrent=N prompts in flight per server, base_url=URL1|URL2 for several servers")
     p.add_argument("--batch-size", type=int, default=None, help="label the pool in batches of about N examples, whole consistency groups (paper: 256), merged into one run folder")
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")

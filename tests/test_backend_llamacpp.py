@@ -12,6 +12,7 @@ max |diff| of the normalised label log-probabilities 0.12 nats; held to TOLERANC
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -22,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icm_plugin.batches import BatchRunner, split_by_group
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
+from icm_plugin.objective import loo_requests
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
 from icm_plugin.search import ICM, ICMConfig
@@ -157,3 +160,53 @@ def test_a_reply_without_echoed_prompt_tokens_is_a_clear_error(server):
     toks = remote.lm.tok_encode("Question: x\nClaim: y\nI think this claim is True")
     with pytest.raises(ICMError, match="no log-probabilities for the prompt tokens"):
         remote.lm.parse_logprobs(outputs=reply, tokens=[toks], ctxlens=[len(toks) - 1])
+
+
+@pytest.fixture(scope="module")
+def second_server(gguf):
+    proc, url = start_server(gguf, logits_all=True)
+    yield url
+    stop(proc)
+
+
+def prompts_evaluated(url: str, gguf: Path) -> int:
+    # llama-cpp-python prints one timing block per prompt it evaluates to its log
+    return (gguf.parent / f"server-{url.split(':')[2].split('/')[0]}.log").read_text().count("prompt eval time")
+
+
+POOL4 = POOL + [Example(id="c", question="3+3?", choice="6", consistency_id="r"),
+                Example(id="d", question="3+3?", choice="7", consistency_id="r")]
+
+
+def test_two_servers_with_prompts_in_flight_give_one_servers_log_probs(server, second_server, gguf):
+    # four zero-shot prompts and one with a demonstration (each prompt token costs the server ~0.5 s here)
+    reqs = [ScoreRequest((), TASK.prompt(e)) for e in POOL4]
+    reqs.append(loo_requests(TASK, POOL, [1, 0], [0, 1])[1][0])
+    one = LMEvalScorer.from_model_type("local-completions", backend_args(server), TASK.label_words)
+    before = prompts_evaluated(second_server, gguf)
+    both = LMEvalScorer.from_model_type("local-completions", backend_args(f"{server}|{second_server}",
+                                                                          "num_concurrent=2"), TASK.label_words)
+    assert both.concurrency == 2 and len(both.replicas) == 2
+    a, b = one.label_logprobs(reqs), both.label_logprobs(reqs)
+    print(f"two servers vs one: max |diff| {np.abs(a - b).max():.2e} nats over {len(reqs)} requests")
+    assert np.abs(a - b).max() < TOLERANCE / 10  # same binary; only the servers' prefix-cache reuse differs
+    assert prompts_evaluated(second_server, gguf) > before  # the second server took its block
+
+
+def test_batches_on_two_servers_label_as_the_native_scorer(server, second_server, native, tmp_path):
+    batches = split_by_group(POOL4, 2)
+    assert len(batches) == 2
+    cfg = ICMConfig(seed=0, iterations=1)  # one step and the completion pass: ~4 min of server time here
+    remote = LMEvalScorer.from_model_type("local-completions", backend_args(f"{server}|{second_server}"),
+                                          TASK.label_words)
+    runner = BatchRunner(remote, TASK, cfg)
+    assert runner.workers == 2
+    served = runner.run(batches, {}, tmp_path / "served")
+    local = BatchRunner(native, TASK, cfg).run(batches, {}, tmp_path / "native")
+    assert [s["scorer"] for s in served] == ["lm-eval:local-completions"] * 2
+    for s, t in zip(served, local, strict=True):
+        assert s["U"] == pytest.approx(t["U"], abs=50 * TOLERANCE)
+    for b in ("000", "001"):
+        labels = [(tmp_path / kind / b / "labels.jsonl").read_text() for kind in ("served", "native")]
+        assert [json.loads(x)["label"] for x in labels[0].splitlines()] == \
+            [json.loads(x)["label"] for x in labels[1].splitlines()]

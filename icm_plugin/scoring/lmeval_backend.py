@@ -13,12 +13,14 @@ Hugging Face tokenizer that would not add the BOS the native scorer uses, the BO
 prompt (lm-eval's tokenizers turn it into the one BOS id). With ``tokenized_requests=False`` the server
 tokenizes, and adds BOS by its own model metadata (llama.cpp: the GGUF's ``add_bos_token``).
 
-Requests go out sorted by demonstration tuple, so prompts that share a prefix are adjacent (a single-slot
-server such as llama.cpp's reuses the previous prompt's prefix), in one ``loglikelihood`` call per evaluation
-(the backend batches: ``batch_size``, ``num_concurrent``), or one context per call for a sequential API
-backend, whose own length sort would otherwise break the adjacency. A prompt answered before (the search asks
-again for the one it proposed from) comes from a cache of the last ``cache_size`` prompts. vLLM skips its prefix
-cache for requests with prompt log-probabilities, which ``loglikelihood`` needs: every prompt is prefilled whole.
+Requests go out sorted by demonstration tuple (a depth-first order of the prefix trie), so prompts that share
+a prefix are adjacent and a server's prefix cache (llama.cpp's slot) holds what the next prompt begins with. A
+local model gets one ``loglikelihood`` call per evaluation (lm-eval batches it); an API backend gets one
+context per call, ``num_concurrent`` of them in flight per server from our thread pool around lm-eval's own
+client, in that order (``icm_plugin.scoring.served``; lm-eval's own concurrent path would sort them by length),
+and ``base_url=A|B`` spreads them over several servers. A prompt answered before (the search asks again for
+the one it proposed from) comes from a cache of the last ``cache_size`` prompts. vLLM skips its prefix cache
+for requests with prompt log-probabilities, which ``loglikelihood`` needs: every prompt is prefilled whole.
 
 ``token_forwards`` counts the prompt tokens submitted: per label word for an API backend (two requests), once
 per prompt for a local model (lm-eval's hf shares the context's forward between the label words).
@@ -34,6 +36,7 @@ import numpy as np
 
 from icm_plugin.errors import ICMError
 from icm_plugin.scoring.base import Scorer, ScoreRequest
+from icm_plugin.scoring.served import InFlight, api_error, install_checked_parser, is_api, split_base_urls
 
 # model args whose value may be an icm model alias (gemma-3-270m, smollm2-135m): resolved to its folder
 _PATH_ARGS = ("pretrained", "tokenizer")
@@ -134,8 +137,9 @@ class LMEvalScorer(Scorer):
     """The ICM scorer over an lm-eval ``LM``: log p(label word | demos, query) from ``loglikelihood``."""
 
     def __init__(self, lm: Any, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n",
-                 model_type: str = "lm-eval", cache_size: int = 1024):
+                 model_type: str = "lm-eval", cache_size: int = 1024, servers: Sequence[Any] = ()):
         self.lm = lm
+        self.lms = [lm, *servers]  # one backend per server of the same model (base_url=A|B)
         self.label_words = tuple(label_words)
         self.separator = separator
         self.model_type = model_type
@@ -143,21 +147,28 @@ class LMEvalScorer(Scorer):
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.bos_text = _bos_text(lm)
-        self.is_api = _is_api(lm)
-        # a sequential API backend sorts each call by length: send one context per call to keep our order
-        self.contexts_per_call = 1 if self.is_api and getattr(lm, "_concurrent", 1) <= 1 else None
+        self.is_api = is_api(lm)
+        # an API backend gets one context per call, in our (trie) order: lm-eval sorts a call's prompts by length
+        self.contexts_per_call = 1 if self.is_api else None
+        #: prompts in flight per server: lm-eval's num_concurrent, run by our pool (icm_plugin.scoring.served)
+        self.concurrency = max(1, int(getattr(lm, "_concurrent", 1))) if self.is_api else 1
         self.max_length = _max_length(lm)
         if self.is_api:
-            _install_checked_parser(lm)
+            for backend in self.lms:
+                backend._concurrent = 1  # each call goes lm-eval's sequential path: requests + tenacity retries
+                install_checked_parser(backend)
             _quiet_api_progress()
+        self._in_flight = InFlight(len(self.lms), self.concurrency) if len(self.lms) * self.concurrency > 1 else None
         _warn_bos(lm, model_type)
 
     @classmethod
     def from_model_type(cls, model_type: str, model_args: str = "", label_words: Sequence[str] = (" False", " True"),
                         separator: str = "\n\n", batch_size: int | str | None = None,
                         device: str | None = None) -> LMEvalScorer:
-        """Build the backend by its lm-eval name (see ``make_lm``) and wrap it."""
-        return cls(make_lm(model_type, model_args, batch_size, device), label_words, separator, model_type)
+        """Build the backend by its lm-eval name (see ``make_lm``) and wrap it; ``base_url=A|B|...`` builds one
+        backend per server (``served.split_base_urls``)."""
+        first, *others = [make_lm(model_type, args, batch_size, device) for args in split_base_urls(model_args)]
+        return cls(first, label_words, separator, model_type, servers=others)
 
     @property
     def name(self) -> str:
@@ -166,10 +177,24 @@ class LMEvalScorer(Scorer):
     @property
     def parallel_capacity(self) -> int:
         """How many searches may score at once through this backend (the batch runner's hook)."""
-        return max(1, int(getattr(self.lm, "_concurrent", 1))) if self.is_api else 1
+        return self.concurrency
+
+    @property
+    def replicas(self) -> list[LMEvalScorer]:
+        """One scorer per server (the batch runner runs batches on them at once); just this one for one server."""
+        if len(self.lms) == 1:
+            return [self]
+        out = []
+        for backend in self.lms:
+            twin = self.fork()
+            twin.lm, twin.lms = backend, [backend]
+            twin._in_flight = InFlight(1, self.concurrency) if self.concurrency > 1 else None
+            out.append(twin)
+        return out
 
     def fork(self) -> LMEvalScorer:
-        """A scorer sharing this backend with its own ``token_forwards`` counter (one per parallel batch)."""
+        """A scorer sharing this backend (and its requests in flight) with its own ``token_forwards`` counter
+        (one per parallel batch)."""
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
         twin.token_forwards = 0
@@ -181,8 +206,6 @@ class LMEvalScorer(Scorer):
         return self.bos_text + "".join(d + self.separator for d in request.demos) + request.query
 
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
-        from lm_eval.api.instance import Instance
-
         words = self.label_words
         loglik = np.zeros((len(requests), len(words)))
         todo: dict[str, list[int]] = {}  # prompt -> the requests that need it (a prompt is sent once)
@@ -196,17 +219,29 @@ class LMEvalScorer(Scorer):
                 todo.setdefault(ctx, []).append(r)
         contexts = list(todo)
         self._count_and_check(contexts)
-        step = self.contexts_per_call or max(1, len(contexts))
-        for start in range(0, len(contexts), step):
-            chunk = contexts[start:start + step]
-            instances = [Instance("loglikelihood", {}, (ctx, w), idx=k * len(words) + j)
-                         for k, ctx in enumerate(chunk) for j, w in enumerate(words)]
-            results = self._call(instances)
-            for k, ctx in enumerate(chunk):
-                row = np.array([float(results[k * len(words) + j][0]) for j in range(len(words))])
-                loglik[todo[ctx]] = row
-                self._remember(ctx, row)
+        if not contexts:
+            rows: list = []
+        elif self.contexts_per_call is None:  # a local model: one call, lm-eval batches it
+            rows = list(self._score(0, contexts))
+        elif self._in_flight is None:
+            rows = [self._score(0, [ctx])[0] for ctx in contexts]
+        else:
+            rows = self._in_flight.map(lambda server, ctx: self._score(server, [ctx])[0], contexts)
+        for ctx, row in zip(contexts, rows, strict=True):
+            loglik[todo[ctx]] = row
+            self._remember(ctx, row)
         return loglik - np.logaddexp.reduce(loglik, axis=1, keepdims=True)
+
+    def _score(self, server: int, contexts: Sequence[str]) -> np.ndarray:
+        """Label-word log-likelihoods of ``contexts`` from backend ``server``, shape (contexts, label words)."""
+        from lm_eval.api.instance import Instance
+
+        words = self.label_words
+        instances = [Instance("loglikelihood", {}, (ctx, w), idx=k * len(words) + j)
+                     for k, ctx in enumerate(contexts) for j, w in enumerate(words)]
+        results = self._call(instances, self.lms[server])
+        return np.array([[float(results[k * len(words) + j][0]) for j in range(len(words))]
+                         for k in range(len(contexts))])
 
     def _remember(self, ctx: str, row: np.ndarray) -> None:
         # the search asks again for a prompt it proposed from (and a labelling it revisits): answer from here
@@ -231,27 +266,19 @@ class LMEvalScorer(Scorer):
             # an API request per label word; a local model forwards the shared context once (lm-eval's logits cache)
             self.token_forwards += (n + 1) * len(self.label_words) if self.is_api else n + len(self.label_words)
 
-    def _call(self, instances: list) -> list:
+    def _call(self, instances: list, lm: Any) -> list:
         try:
-            return self.lm.loglikelihood(instances, disable_tqdm=True)
+            return lm.loglikelihood(instances, disable_tqdm=True)
         except ICMError:
             raise
         except NotImplementedError:
             raise ICMError(f"lm-eval model type {self.model_type!r} does not implement loglikelihood; ICM needs "
                            "log-probabilities: use hf, vllm, local-completions or gguf") from None
         except Exception as err:  # noqa: BLE001 - the backends raise their HTTP/client errors as they are
-            mapped = _api_error(self.lm, err)
+            mapped = api_error(lm, err)
             if mapped is None:
                 raise
             raise mapped from None
-
-
-def _is_api(lm: Any) -> bool:
-    try:
-        from lm_eval.models.api_models import TemplateAPI
-    except ImportError:  # pragma: no cover - lm-eval without its API extras
-        return False
-    return isinstance(lm, TemplateAPI)
 
 
 def _hf_tokenizer(lm: Any) -> Any | None:
@@ -312,119 +339,3 @@ def _quiet_api_progress() -> None:
             return gather(*tasks, **{**kwargs, "disable": True})
 
     api_models.tqdm_asyncio = QuietAsync
-
-
-# ---- OpenAI-compatible completions servers -------------------------------------------------------------
-
-def _server(lm: Any) -> str:
-    return str(getattr(lm, "base_url", None) or "the server")
-
-
-def no_prompt_logprobs_error(lm: Any, detail: str) -> ICMError:
-    return ICMError(
-        f"{_server(lm)} returned no log-probabilities for the prompt tokens ({detail}): ICM scores label words "
-        "with echo=True, logprobs=1 (prompt log-probabilities). Serve the model with a server that supports them: "
-        "vLLM, or llama-cpp-python's server with logits_all=True (llama.cpp's own llama-server does not echo)")
-
-
-def _install_checked_parser(lm: Any) -> None:
-    """Replace the backend's ``parse_logprobs`` by one that finds the label word in the echoed tokens.
-
-    lm-eval's OpenAI parser sums ``token_logprobs[ctxlen:-1]``: it assumes the echo holds every prompt token
-    plus exactly one generated token. llama-cpp-python drops a leading BOS from the echo and generates nothing
-    when the next token is EOS, and a server that ignores ``echo`` returns only the generated token; each of
-    these would give a silently wrong sum. Here the continuation is located by its token strings at the end
-    of the echoed prompt, and anything else is an ICMError.
-    """
-    original = type(lm).parse_logprobs
-    try:
-        from lm_eval.models.openai_completions import LocalCompletionsAPI
-    except ImportError:  # pragma: no cover
-        return
-    if original is not LocalCompletionsAPI.parse_logprobs:
-        return  # another API format (its own parser)
-
-    def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
-        outputs = outputs if isinstance(outputs, list) else [outputs]
-        choices = [c for out in outputs for c in sorted(_choices(lm, out), key=lambda c: c.get("index", 0))]
-        if tokens is None or ctxlens is None or len(choices) != len(ctxlens) or len(tokens) != len(ctxlens):
-            raise ICMError(f"{_server(lm)} answered {len(choices)} completions for {len(ctxlens or [])} prompts: "
-                           "it does not look like an OpenAI-compatible completions endpoint")
-        return [_continuation_logprob(lm, c, list(t), n) for c, t, n in zip(choices, tokens, ctxlens, strict=True)]
-
-    lm.parse_logprobs = parse_logprobs
-
-
-def _choices(lm: Any, out: Any) -> list[dict]:
-    if not isinstance(out, dict) or not isinstance(out.get("choices"), list):
-        raise ICMError(f"{_server(lm)} sent a reply without 'choices': not an OpenAI-compatible completions "
-                       f"endpoint? (got {str(out)[:200]})")
-    return out["choices"]
-
-
-def _norm(piece: str) -> str:
-    # servers spell a leading space as-is, or as SentencePiece's / byte-level BPE's marker
-    return piece.replace("\u2581", " ").replace("\u0120", " ")
-
-
-def _continuation_logprob(lm: Any, choice: dict, toks: list, ctxlen: int) -> tuple[float, bool]:
-    if toks and not isinstance(toks[0], int):
-        raise ICMError(f"{_server(lm)}: ICM needs lm-eval to tokenize on this side (tokenizer_backend=huggingface "
-                       "and tokenizer=...) to find the label words in the reply")
-    logprobs = choice.get("logprobs") or {}
-    values, pieces = logprobs.get("token_logprobs"), logprobs.get("tokens")
-    if not values or not pieces or len(values) != len(pieces):
-        raise no_prompt_logprobs_error(lm, "the reply has no 'logprobs.token_logprobs'")
-    cont = toks[ctxlen:]
-    want = _norm(lm.tokenizer.decode(cont))
-    n = len(cont)
-    # the continuation ends the echoed prompt; 0 or 1 generated tokens may follow it
-    for gen in (1, 0):
-        end = len(pieces) - gen
-        start = end - n
-        if start >= 1 and _norm("".join(pieces[start:end])) == want:
-            part = values[start:end]
-            if any(v is None for v in part):
-                break
-            return float(sum(part)), False
-    if len(values) <= n + 1:
-        raise no_prompt_logprobs_error(lm, f"{len(values)} log-probabilities for a prompt of {len(toks)} tokens")
-    raise ICMError(f"{_server(lm)}: could not find the label word {want!r} at the end of the echoed prompt "
-                   f"(last tokens {pieces[-4:]!r}): the server's tokenizer differs from tokenizer=... in --model-args")
-
-
-def _api_error(lm: Any, err: BaseException) -> ICMError | None:
-    """A clear ICMError for an HTTP/client failure of an API backend (None: not one of those)."""
-    if not _is_api(lm):
-        return None
-    import asyncio
-
-    import requests
-
-    server = _server(lm)
-    timeout = getattr(lm, "timeout", None)
-    try:
-        import aiohttp
-
-        aio_connect: tuple = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
-        aio_status: tuple = (aiohttp.ClientResponseError,)
-    except ImportError:  # pragma: no cover
-        aio_connect, aio_status = (), ()
-    if isinstance(err, (requests.Timeout, asyncio.TimeoutError, TimeoutError)):
-        return ICMError(f"{server} did not answer within timeout={timeout} s (tried {getattr(lm, 'max_retries', 1)} "
-                        "times): raise timeout=... in --model-args, lower batch_size/num_concurrent, or check the server")
-    if isinstance(err, requests.ConnectionError) or isinstance(err, aio_connect):
-        return ICMError(f"cannot reach {server} (connection refused or dropped): start the server, or fix base_url "
-                        "in --model-args")
-    status, text = None, ""
-    if isinstance(err, requests.HTTPError) and err.response is not None:
-        status, text = err.response.status_code, err.response.text
-    elif isinstance(err, aio_status):
-        status, text = getattr(err, "status", None), getattr(err, "message", "")
-    if status is not None:
-        if "logprob" in text.lower() or "logits_all" in text:
-            return no_prompt_logprobs_error(lm, f"HTTP {status}: {text.strip()[:200]}")
-        return ICMError(f"{server} answered HTTP {status}: {text.strip()[:300]}")
-    if isinstance(err, (KeyError, TypeError, IndexError)):
-        return no_prompt_logprobs_error(lm, f"unexpected reply: {type(err).__name__}: {err}")
-    return None

@@ -7,6 +7,7 @@ from icm_plugin.scoring.base import Scorer
 
 SCORERS = {
     "prefix": "icm_plugin.scoring.prefix:PrefixSharingScorer",
+    "levels": "icm_plugin.scoring.levels:LevelBatchedScorer",
     "reference": "icm_plugin.scoring.reference:ReferenceScorer",
     "batched": "icm_plugin.scoring.batched:BatchedScorer",
 }
@@ -14,7 +15,7 @@ SCORERS = {
 
 def make_scorer(name: str, model, tokenizer, label_words, separator: str = "\n\n") -> Scorer:
     """Build the transformers scorer called ``name`` (prefix: shared KV caches, the
-    default and the fastest on a CPU; batched: whole prompts packed many per forward, the fastest on a GPU;
+    default and the fastest on a CPU; levels: the same trie, one forward per trie depth, for GPUs; batched: whole prompts packed many per forward, the fastest on a GPU;
     reference: one prompt per forward)."""
     if name not in SCORERS:
         raise ICMError(f"unknown scorer {name!r}; choose one of {sorted(SCORERS)}")
