@@ -13,6 +13,11 @@ other labelled examples as demonstrations. Two choices, each a named option (``O
   the own group shown P rewards the labelling that makes that copying look right. ``"loo"``: every other
   labelled example, the own group's other members included, adjacent, right before the query (the paper's
   exact setting).
+- ``normalise``: ``"pool"`` (default): the labelled examples' gain over chance, summed and divided by the pool
+  size, so an unlabelled example counts as chance and labelling a group raises P by what the model gains on
+  it; for a complete labelling this is the mean. ``"labelled"`` (the authors' code): the mean over the
+  labelled examples, under which adding an example below the current mean lowers P, so a cold search stops
+  labelling.
 
 Layout: the consistency groups of the pool are put in one fixed order (drawn once per search) and laid out by
 divide and conquer over groups (``loo_contexts``): split the groups into halves A and B, B's prompts begin with
@@ -24,6 +29,7 @@ prefix-sharing scorer forwards each labelled group about log2(#groups) times per
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +44,7 @@ from icm_plugin.tasks import Task
 Labels = Sequence[int | None]
 CONTEXTS = ("group", "loo")
 SCALES = ("logodds", "logprob")
+NORMALISATIONS = ("pool", "labelled")
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,28 @@ class Objective:
     alpha: float = 50.0
     context: str = "group"
     scale: str = "logodds"
+    normalise: str = "pool"
 
     def __post_init__(self):
         if self.context not in CONTEXTS:
             raise ValueError(f"unknown context {self.context!r}; choose one of {CONTEXTS}")
         if self.scale not in SCALES:
             raise ValueError(f"unknown scale {self.scale!r}; choose one of {SCALES}")
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {self.normalise!r}; choose one of {NORMALISATIONS}")
+
+    def chance(self) -> float:
+        """An example's term when the model cannot tell its labels apart (log-odds 0, log-probability log 1/2)."""
+        return 0.0 if self.scale == "logodds" else -math.log(2.0)
+
+    def mutual_predictability(self, terms: Sequence[float], pool_size: int) -> float:
+        """P from the labelled examples' terms: their mean ("labelled", the authors' code), or their gain over
+        chance summed and divided by the pool size ("pool"), so an unlabelled example counts as chance."""
+        if not terms:
+            return 0.0
+        if self.normalise == "labelled":
+            return float(np.mean(terms))
+        return float(np.sum(np.asarray(terms) - self.chance()) / pool_size)
 
     def term(self, logprobs: np.ndarray, label: int) -> float:
         """One example's contribution to P for ``label``, from its normalised log-probabilities (False, True)."""
@@ -168,7 +191,7 @@ def evaluate(scorer: Scorer, task: Task, rule: ConsistencyRule, examples: Sequen
         sums[i] = sums[i] + scores[k] if i in sums else np.array(scores[k], dtype=np.float64)
     logprobs = {i: _renormalise(v / len(group_orders)) for i, v in sums.items()}
     terms = [objective.term(logprobs[i], int(labels[i])) for i in logprobs if labels[i] is not None]
-    p = float(np.mean(terms)) if terms else 0.0
+    p = objective.mutual_predictability(terms, len(examples))
     return Evaluation(objective.alpha * p - inconsistencies, p, inconsistencies, logprobs)
 
 

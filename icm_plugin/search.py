@@ -62,6 +62,8 @@ class ICMConfig:
     scale: "logodds" (default, the authors' code): P is the mean signed log-odds of the labels; "logprob":
         the mean log-probability of the labels (nats).
     proposal: "group" (default) or "example" (the paper): see the module docstring.
+    normalise: "pool" (default): P divides the labelled examples' gain over chance by the pool size; "labelled":
+        the mean over the labelled examples (the authors' code). See ``icm_plugin.objective``.
     initial_temperature, final_temperature, cooling: T = max(Tmin, T0 / (1 + cooling * ln(1 + accepted))).
     temperature_unit: "example" (default): T0 and Tmin are in nats of ONE example's term, i.e. multiplied by
         alpha / n in units of U: a flip that changes one example's term by one nat changes U by alpha / n, so
@@ -85,6 +87,7 @@ class ICMConfig:
     context: str = "group"
     scale: str = "logodds"
     proposal: str = "group"
+    normalise: str = "pool"
     initial_temperature: float = 1.0
     final_temperature: float = 0.001
     cooling: float = 2.0
@@ -106,6 +109,8 @@ class ICMConfig:
             raise ICMError(f"unknown context {self.context!r}; choose one of {', '.join(CONTEXTS)}")
         if self.scale not in SCALES:
             raise ICMError(f"unknown scale {self.scale!r}; choose one of {', '.join(SCALES)}")
+        if self.normalise not in ("pool", "labelled"):
+            raise ICMError(f"unknown normalisation {self.normalise!r}; choose pool or labelled")
         if self.proposal not in PROPOSALS:
             raise ICMError(f"unknown proposal {self.proposal!r}; choose one of {', '.join(PROPOSALS)}")
         if self.iterations is not None and self.iterations < 1:
@@ -122,12 +127,13 @@ class ICMConfig:
     @classmethod
     def paper(cls, **overrides: Any) -> ICMConfig:
         """The paper's setting: own group shown, per-example proposals, signed log-odds (authors' code)."""
-        return cls(**({"context": "loo", "proposal": "example", "scale": "logodds", "initial_temperature": 10.0,
+        return cls(**({"context": "loo", "proposal": "example", "scale": "logodds", "normalise": "labelled",
+                       "initial_temperature": 10.0,
                        "final_temperature": 0.01, "temperature_unit": "U"} | overrides))
 
     @property
     def objective(self) -> Objective:
-        return Objective(alpha=self.alpha, context=self.context, scale=self.scale)
+        return Objective(alpha=self.alpha, context=self.context, scale=self.scale, normalise=self.normalise)
 
 
 Labels = list[int | None]

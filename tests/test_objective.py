@@ -80,8 +80,23 @@ def test_u_is_alpha_times_mean_term_minus_violations():
         ev = evaluate(scorer, TASK, rule, exs, labels, [sorted(group_members(exs))], obj)
         terms = [obj.term(ev.logprobs[i], labels[i]) for i in range(len(exs))]
         assert ev.inconsistencies == 1
-        assert ev.U == pytest.approx(50.0 * np.mean(terms) - 1)
+        assert ev.U == pytest.approx(50.0 * (np.mean(terms) - obj.chance()) - 1)
         assert set(ev.logprobs) == set(range(len(exs)))
+        authors = evaluate(scorer, TASK, rule, exs, labels, [sorted(group_members(exs))],
+                           Objective(alpha=50.0, scale=scale, normalise="labelled"))
+        assert authors.U == pytest.approx(50.0 * np.mean(terms) - 1)
+
+
+def test_pool_normalisation_counts_unlabelled_examples_as_chance():
+    exs = pool(6)
+    scorer = ScriptedScorer(truth(exs), strength=1.0)
+    rule = make_rule("exactly_one", exs)
+    half = [e.label if i < 6 else None for i, e in enumerate(exs)]
+    for scale in ("logodds", "logprob"):
+        obj = Objective(scale=scale)
+        ev = evaluate(scorer, TASK, rule, exs, half, [sorted(group_members(exs))], obj)
+        gains = [obj.term(ev.logprobs[i], half[i]) - obj.chance() for i in range(6)]
+        assert ev.mutual_predictability == pytest.approx(sum(gains) / len(exs))
 
 
 def test_group_scores_do_not_depend_on_the_groups_own_labels():
