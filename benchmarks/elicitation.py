@@ -125,7 +125,7 @@ def run_seed(seed: int, args, scorer, facts: list[Example], settings) -> dict:
             "token_forwards": icm.token_forwards_, "evaluations": icm.evaluations_, "steps": icm.n_iter_,
             "accepted": icm.accepted_, "converged": icm.converged_, "true_rate": float(np.mean(pred)),
             "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_,
-            "steps_detail": [{k: h.get(k) for k in ("iteration", "T", "dU", "accepted", "labelled")}
+            "steps_detail": [{k: h.get(k) for k in ("iteration", "T", "dU", "accepted", "judged", "labelled", "U")}
                              for h in icm.history_[1:]]}
         r = row[f"icm:{name}"]
         say(f"seed {seed}: ICM {name}: acc {r['accuracy']:.3f} U {r['U']:.2f} U(gold) {u_gold:.2f} "

@@ -64,11 +64,16 @@ class ICMConfig:
     proposal: "group" (default) or "example" (the paper): see the module docstring.
     normalise: "pool" (default): P divides the labelled examples' gain over chance by the pool size; "labelled":
         the mean over the labelled examples (the authors' code). See ``icm_plugin.objective``.
-    initial_temperature, final_temperature, cooling: T = max(Tmin, T0 / (1 + cooling * ln(1 + accepted))).
+    initial_temperature, final_temperature, cooling: T = max(Tmin, T0 / (1 + cooling * ln(1 + flips))), flips =
+        accepted steps the annealing rule judged (see always_add).
     temperature_unit: "example" (default): T0 and Tmin are in nats of ONE example's term, i.e. multiplied by
         alpha / n in units of U: a flip that changes one example's term by one nat changes U by alpha / n, so
         the acceptance of a move of a given size is the same at every pool size. "U": in units of U (the
         paper's T0 = 10, Tmin = 0.01).
+    always_add: True (default): a step that only labels unlabelled examples is always taken and the annealing
+        rule judges the steps that change labels: U compares labellings of the same examples, and the search
+        must label the whole pool. The temperature then cools on those judged flips alone. False (the
+        authors' code): every step is judged and every accepted one cools the temperature.
     num_seed: K, examples given random balanced labels before the search starts.
     iterations: at most this many steps; None means ``iterations_per_example`` x pool size (the authors' code:
         3000 steps for 256 examples). The search stops earlier at a fixed point.
@@ -92,6 +97,7 @@ class ICMConfig:
     final_temperature: float = 0.001
     cooling: float = 2.0
     temperature_unit: str = "example"
+    always_add: bool = True
     num_seed: int = 8
     iterations: int | None = None
     consistency_fix_steps: int = 10
@@ -128,6 +134,7 @@ class ICMConfig:
     def paper(cls, **overrides: Any) -> ICMConfig:
         """The paper's setting: own group shown, per-example proposals, signed log-odds (authors' code)."""
         return cls(**({"context": "loo", "proposal": "example", "scale": "logodds", "normalise": "labelled",
+                       "always_add": False,
                        "initial_temperature": 10.0,
                        "final_temperature": 0.01, "temperature_unit": "U"} | overrides))
 
@@ -269,7 +276,7 @@ class ICM:
                     "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
                     "labelled": _count(labels), "changes": {str(i): y for i, y in enumerate(labels) if y is not None}}]
         state = {"rng": rng, "labels": labels, "cur": cur, "iteration": 0, "history": history,
-                 "conflicts": fixes, "accepted": 0, "converged": False, "evaluations": 0,
+                 "conflicts": fixes, "accepted": 0, "flips": 0, "converged": False, "evaluations": 0,
                  "token_forwards": 0, "seconds": 0.0, "best": None}
         self._note_best(state)
         return state
@@ -279,7 +286,7 @@ class ICM:
         cfg = self.config
         labels, cur = state["labels"], state["cur"]
         u_before = cur.U
-        t = self._unit * temperature(state["accepted"], cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
+        t = self._unit * temperature(state["flips"], cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
         proposals = self._proposals(labels, cur)
         i = self._sample(rng, labels, proposals)
         record: dict[str, Any] = {"iteration": it, "example": i, "T": t}
@@ -301,7 +308,9 @@ class ICM:
             new_eval = None if skip else self._evaluate(new)
             record["proposal_U"] = None if new_eval is None else new_eval.U
             new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=it)
-        ok = accept(new_eval.U - cur.U, t, rng)
+        judged = not (cfg.always_add and all(labels[j] is None for j in range(len(new)) if new[j] != labels[j]))
+        ok = accept(new_eval.U - cur.U, t, rng) or not judged
+        record["judged"] = judged
         for f in fixes:
             f["step_accepted"] = ok
         state["conflicts"].extend(fixes)
@@ -309,6 +318,7 @@ class ICM:
         if ok:
             state["labels"], state["cur"] = new, new_eval
             state["accepted"] += 1
+            state["flips"] += int(judged)
             self._note_best(state)
         cur = state["cur"]
         return record | {"accepted": ok, "dU": new_eval.U - u_before, "U": cur.U,
@@ -501,6 +511,7 @@ class ICM:
             "history": state["history"],
             "conflicts": state["conflicts"],
             "accepted": state["accepted"],
+            "flips": state["flips"],
             "converged": state["converged"],
             "evaluations": state["evaluations"] + self._evaluations,
             "token_forwards": state["token_forwards"] + self.scorer.token_forwards - start_forwards,
@@ -533,7 +544,7 @@ class ICM:
         cur = Evaluation(c["U"], c["P"], c["I"], {int(i): np.asarray(v) for i, v in c["logprobs"].items()})
         self._memo[tuple(blob["labels"])] = cur
         return {"rng": rng, "labels": blob["labels"], "cur": cur, "iteration": blob["iteration"],
-                "history": blob["history"], "conflicts": blob["conflicts"], "accepted": blob["accepted"],
+                "history": blob["history"], "conflicts": blob["conflicts"], "accepted": blob["accepted"], "flips": blob["flips"],
                 "converged": blob["converged"], "evaluations": blob["evaluations"], "best": blob["best"],
                 "token_forwards": blob["token_forwards"], "seconds": blob["seconds"]}
 

@@ -194,15 +194,20 @@ def test_every_step_proposes_a_change_and_cools_on_accepted_flips():
 
     exs = pool(10)
     icm = fit(exs, ScriptedScorer(truth(exs), strength=0.4, herd=3.0), seed=1)
-    accepted = 0
+    accepted = flips = 0
+    previous = dict(icm.history_[0]["changes"])
     for h in icm.history_[1:]:
         if h["example"] is None:  # the converged step
             continue
-        assert h["T"] == pytest.approx(50.0 / len(exs) * temperature(accepted, 1.0, 0.001))
+        assert h["T"] == pytest.approx(50.0 / len(exs) * temperature(flips, 1.0, 0.001))
         assert h["dU"] is not None
         assert not h["accepted"] or h["changes"], "an accepted step changed nothing"
+        if not h["judged"]:  # a step that only labels new examples is always taken
+            assert h["accepted"] and all(previous.get(j) is None for j in h["changes"])
+        flips += int(h["accepted"] and h["judged"])
         accepted += int(h["accepted"])
-    assert accepted == icm.accepted_
+        previous.update(h["changes"])
+    assert accepted == icm.accepted_ and 0 < flips < accepted
 
 
 def test_returns_the_best_fully_labelled_labelling_it_visited():
