@@ -19,6 +19,9 @@ fi
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | sort | sha256sum | cut -c1-12)
 CACHE=${ICM_CACHE_DIR:-$HOME/.cache/icm-plugin}/wheels/$flags
 mkdir -p "$CACHE"
+# one build per cache at a time: a second set-up waits for the first one's wheel instead of building its own
+exec 9>"$CACHE/.lock"
+flock 9
 if ! ls "$CACHE"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
     t0=$(date +%s)
     echo "llamacpp: building llama-cpp-python $VERSION from source (10+ minutes on 2 cores), once, into $CACHE"
