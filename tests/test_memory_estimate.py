@@ -37,7 +37,7 @@ def test_eager_attention_grows_with_the_square_of_the_prompt():
     small, big = (forward_bytes(cfg, n, attn_implementation="eager") for n in (4000, 8000))
     assert 3.3 < big / small <= 4.0  # quadratic scores, linear cache and activations
     # after a cached prefix, only the new tokens' rows of scores are held
-    assert forward_bytes(cfg, 100, past_tokens=7900, attn_implementation="eager") < big / 40
+    assert forward_bytes(cfg, 100, past_tokens=7900, attn_implementation="eager") < big / 10
 
 
 def test_the_estimate_bounds_a_measured_eager_forward(tiny_model_dir):
