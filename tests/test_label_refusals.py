@@ -148,3 +148,15 @@ def test_a_second_writer_of_one_run_folder_is_locked_out(tiny_model_dir, tmp_pat
     third = subprocess.run(ICM + label_args(tiny_model_dir, out, "--iterations", "4999", "--resume"),
                            env=env, capture_output=True, text=True, timeout=120)
     assert third.returncode == 2 and "--iterations 5000, this command has 4999" in third.stderr
+
+
+def test_a_batched_resume_checks_every_batch_before_writing(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "batched"
+    assert main(label_args(tiny_model_dir, out, "--batch-size", "8", "--iterations", "6")) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # the batches are all finished: without the check a finished batch would be kept under the new --alpha
+    assert main(label_args(tiny_model_dir, out, "--batch-size", "8", "--iterations", "6", "--alpha", "10",
+                           "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "batches/000/checkpoint.json: cannot resume" in err and "--alpha 50.0, this command has 10.0" in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
