@@ -90,7 +90,15 @@ def batch_name(index: int) -> str:
 
 def label_in_batches(args: argparse.Namespace, plugins: list | None = None) -> int:
     """`icm label --batch-size N` end to end; returns the exit code (ICMError for user mistakes)."""
-    from icm_plugin.run import build_config, default_out, load_pool, prepare_out, read_clamp_file
+    from icm_plugin.preflight import (
+        check_checkpoint,
+        check_clamp,
+        check_pool_memory,
+        rule_coverage,
+        run_info,
+    )
+    from icm_plugin.run import build_config, default_out, load_pool, read_clamp_file
+    from icm_plugin.rundir import RunDir
     from icm_plugin.scoring.registry import model_name_for_args, scorer_for_args
     from icm_plugin.tasks import DEMO_SEPARATOR, get_task
 
@@ -98,34 +106,45 @@ def label_in_batches(args: argparse.Namespace, plugins: list | None = None) -> i
     task = get_task(args.task)
     examples = load_pool(args, task, plugins)
     clamped = read_clamp_file(args.clamp) if args.clamp else {}
-    unknown = sorted(set(clamped) - {e.id for e in examples})
-    if unknown:
-        raise ICMError(f"{args.clamp}: clamped id {unknown[0]!r} is not in the pool")
+    check_clamp(clamped, examples, args.clamp)
+    rule = args.rule or task.rule_for(examples)
     model_name = model_name_for_args(args)
     out = Path(args.out) if args.out else default_out(task.name, model_name, args.seed)
-    prepare_out(out, args.resume)
     cfg = build_config(args)
+    info = run_info(args, task, rule)
     batches = split_by_group(examples, args.batch_size)
     manifest = {"batch_size": args.batch_size, "seed": cfg.seed,
                 "batches": [{"batch": batch_name(b), "ids": [e.id for e in batch]} for b, batch in enumerate(batches)]}
-    _check_manifest(out / MANIFEST, manifest)
-    write_json(out / MANIFEST, manifest)
-    write_examples(out, examples)
-    write_json(out / "config.json", {
-        "task": task.name, "model": args.model, "model_type": getattr(args, "model_type", None),
-        "model_args": getattr(args, "model_args", None), "data": args.data, "limit": args.limit,
-        "rule": args.rule or task.rule_for(examples), "scorer": getattr(args, "scorer", "prefix"),
-        "clamp": args.clamp, "batch_size": args.batch_size, "batches": len(batches),
-        "hyperparameters": asdict(cfg), "batch_seeds": "seed + batch index"})
+    with RunDir.open(out, args.resume) as run_dir, run_dir.guard():
+        _check_manifest(out / MANIFEST, manifest)
+        if args.resume:  # every batch's checkpoint, finished ones too, before anything is written
+            for b, batch in enumerate(batches):
+                ids = {e.id for e in batch}
+                check_checkpoint(out / "batches" / batch_name(b) / "checkpoint.json", batch,
+                                 replace(cfg, seed=cfg.seed + b), {i: y for i, y in clamped.items() if i in ids}, info)
+        coverage = rule_coverage(examples, rule, args.data or task.name)
+        scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
+        if getattr(args, "memory_limit", None) is not None and hasattr(scorer, "memory_budget"):
+            scorer.memory_budget = args.memory_limit
+        for batch in batches:
+            check_pool_memory(scorer, task, batch, args.data or f"the {task.name} pool")
+        write_json(out / MANIFEST, manifest)
+        write_examples(out, examples)
+        write_json(out / "config.json", {
+            "task": task.name, "model": args.model, "model_type": getattr(args, "model_type", None),
+            "model_args": getattr(args, "model_args", None), "data": args.data, "limit": args.limit,
+            "rule": rule, "scorer": getattr(args, "scorer", "prefix"),
+            "clamp": args.clamp, "batch_size": args.batch_size, "batches": len(batches),
+            "hyperparameters": asdict(cfg), "batch_seeds": "seed + batch index"})
 
-    scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
-    print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} in {len(batches)} "
-          f"batches of <= {args.batch_size} -> {out}")
-    runner = BatchRunner(scorer, task, cfg, rule=args.rule, resume=args.resume)
-    summaries = runner.run(batches, clamped, out / "batches")
-    report = merge_batches(out, examples, batches, summaries, base={
-        "task": task.name, "model": model_name, "seed": args.seed, "alpha": cfg.alpha,
-        "batch_size": args.batch_size, "clamp": {"clamped": len(clamped)}, "machine": f"{platform.machine()} {platform.processor() or ''}".strip()})
+        print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} in {len(batches)} "
+              f"batches of <= {args.batch_size} -> {out}")
+        runner = BatchRunner(scorer, task, cfg, rule=args.rule, resume=args.resume, run_info=info)
+        summaries = runner.run(batches, clamped, out / "batches")
+        report = merge_batches(out, examples, batches, summaries, base={
+            "task": task.name, "model": model_name, "seed": args.seed, "alpha": cfg.alpha, "rule": rule, **coverage,
+            "batch_size": args.batch_size, "clamp": {"clamped": len(clamped)},
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip()})
     for plugin in plugins:
         plugin.after_label(args, out)
     print(f"icm: done: n={report['n']} in {len(batches)} batches, inconsistencies={report['inconsistencies']} "
@@ -145,8 +164,9 @@ class BatchRunner:
     """
 
     def __init__(self, scorer: Scorer, task: Task, config: ICMConfig, rule: str | None = None,
-                 resume: bool = False, workers: int | None = None):
+                 resume: bool = False, workers: int | None = None, run_info: dict[str, Any] | None = None):
         self.scorer = scorer
+        self.run_info = run_info
         self.task = task
         self.config = config
         self.rule = rule
@@ -196,7 +216,8 @@ class BatchRunner:
         cfg = replace(self.config, seed=self.config.seed + index)
         icm = ICM(scorer, self.task, cfg, rule=self.rule)
         t0 = time.perf_counter()
-        icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json", resume=self.resume, progress=progress)
+        icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json", resume=self.resume, progress=progress,
+                run_info=self.run_info)
         write_examples(folder, batch)
         write_labels(folder, batch, icm.labels_, icm.confidence_)
         write_jsonl(folder / "conflicts.jsonl", icm.conflicts_)

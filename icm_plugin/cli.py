@@ -3,9 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from icm_plugin.errors import ICMError
+
+# the names of icm_plugin.consistency.RULES (a test keeps them equal; importing it here would slow `icm --help`)
+RULE_CHOICES = ("none", "exactly_one", "key", "same_key")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _memory_size(text: str) -> int:
+    from icm_plugin.scoring.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 8, 8GiB, 512MiB)") from None
 
 
 def _add_label(sub: argparse._SubParsersAction) -> None:
@@ -18,11 +55,11 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available; with --model-type, as lm_eval --device: "
                         "lm-eval's default, cuda:0, which its hf model takes for the CPU without a GPU)")
-    p.add_argument("--limit", type=int, default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 32 unless given; 0 = all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")
-    p.add_argument("--rule", default=None, help="override the task's consistency rule: none, exactly_one, key, same_key")
-    p.add_argument("--alpha", type=float, default=None, help="weight of mutual predictability (paper: 50)")
+    p.add_argument("--limit", type=_int_at_least(0), default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 32 unless given; 0 = all)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--iterations", type=_int_at_least(1), default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")
+    p.add_argument("--rule", default=None, choices=RULE_CHOICES, help="override the task's consistency rule")
+    p.add_argument("--alpha", type=_positive_float, default=None, help="weight of mutual predictability, > 0 (paper: 50)")
     p.add_argument("--force-repair", action=argparse.BooleanOptionalAction, default=None,
                    help="repair every violation a step's new label introduces even when that lowers U (default: on)")
     p.add_argument("--clamp", default=None, help="jsonl of {id, label}: labels the search must keep (human corrections)")
@@ -34,9 +71,12 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-type", default=None, help="score through an lm-eval model type instead: hf, vllm, local-completions, gguf, ... (as lm_eval --model)")
     p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args); for a server: "
                         "num_concurrent=N prompts in flight per server, base_url=URL1|URL2 for several servers")
-    p.add_argument("--batch-size", type=int, default=None, help="label the pool in batches of about N examples, whole consistency groups (paper: 256), merged into one run folder")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="label the pool in batches of about N examples, whole consistency groups (paper: 256), merged into one run folder")
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--memory-limit", type=_memory_size, default=None, metavar="GiB",
+                   help="most memory one forward may take (e.g. 8 or 8GiB; default: what the machine has free); "
+                        "a prompt whose estimate exceeds it stops with an error instead of being killed")
     for hook in _plugins():
         hook.add_label_options(p)
     p.set_defaults(func=_cmd_label)

@@ -108,13 +108,16 @@ class ExactlyOneRule(ConsistencyRule):
 class KeyRule(ConsistencyRule):
     """Members with the same ``consistency_key`` get the same label; with ``exclusive``, members with
     different keys cannot both be True (two different final answers to one math problem cannot both be right).
+    The rule is named ``key`` when exclusive and ``same_key`` when not; its violations are ``key:...`` either way.
     """
 
     name = "key"
+    kind = "key"  # prefix of the violation names
 
     def __init__(self, examples: Sequence[Example], exclusive: bool = True):
         super().__init__(examples)
         self.exclusive = exclusive
+        self.name = "key" if exclusive else "same_key"
 
     def group_violations(self, members, labels):
         out = []
@@ -122,9 +125,9 @@ class KeyRule(ConsistencyRule):
         for a, b in itertools.combinations(labelled, 2):
             same_key = self.examples[a].consistency_key == self.examples[b].consistency_key
             if same_key and labels[a] != labels[b]:
-                out.append(Violation(self.name + ":same_key_same_label", (a, b)))
+                out.append(Violation(self.kind + ":same_key_same_label", (a, b)))
             elif not same_key and self.exclusive and labels[a] == 1 and labels[b] == 1:
-                out.append(Violation(self.name + ":different_keys_not_both_true", (a, b)))
+                out.append(Violation(self.kind + ":different_keys_not_both_true", (a, b)))
         return out
 
     def repairs(self, violation, labels):

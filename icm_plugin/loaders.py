@@ -29,8 +29,9 @@ def read_records(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (where, record) pairs from .json/.jsonl or a dataset; ``where`` names the record for errors."""
     path = Path(source)
     if path.is_file() and path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                line = _utf8(raw, path, lineno)
                 if not line.strip():
                     continue
                 try:
@@ -41,8 +42,9 @@ def read_records(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
                     raise ICMError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
                 yield f"{path}: line {lineno}", record
     elif path.is_file() and path.suffix == ".json":
+        raw = path.read_bytes()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_utf8(raw, path))
         except json.JSONDecodeError as err:
             raise ICMError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -57,6 +59,16 @@ def read_records(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise ICMError(f"{path}: unsupported file type {path.suffix!r}; use .json (a list) or .jsonl")
     else:
         yield from _read_hf(str(source))
+
+
+def _utf8(raw: bytes, path: Path, lineno: int | None = None) -> str:
+    """``raw`` decoded as UTF-8; ICMError naming the file, line and byte otherwise."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = lineno if lineno is not None else raw.count(b"\n", 0, err.start) + 1
+        raise ICMError(f"{path}: line {line}: not UTF-8 text (byte {raw[err.start]:#04x}); save the file as "
+                       "UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
 
 
 def _read_hf(name: str, split: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -177,12 +189,18 @@ def read_label_file(path: str | Path) -> dict[str, int]:
     if not p.exists():
         raise ICMError(f"{p}: labels file not found")
     out: dict[str, int] = {}
+    seen: dict[str, str] = {}
     for where, row in read_records(p):
         for key in ("id", "label"):
             if key not in row:
                 raise ICMError(f"{where}: missing field {key!r}")
         try:
-            out[str(row["id"])] = normalize_label(row["label"])
+            label = normalize_label(row["label"])
         except ValueError as err:
             raise ICMError(f"{where}: field 'label': {err}") from None
+        ex_id = str(row["id"])
+        if ex_id in out and out[ex_id] != label:
+            raise ICMError(f"{where}: id {ex_id!r} has label {label} here and {out[ex_id]} at {seen[ex_id]}; "
+                           "keep one line per id")
+        out[ex_id], seen[ex_id] = label, where
     return out

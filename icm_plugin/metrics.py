@@ -48,12 +48,14 @@ def slot_table(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, fl
     return {f"slot_{s}": float(np.mean(v)) for s, v in sorted(by_slot.items())}
 
 
-def gold_report(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, float | None]:
-    """accuracy and balanced_accuracy against gold when every example has gold, else None."""
-    gold = [e.label for e in examples]
-    if any(g is None for g in gold):
-        return {"accuracy": None, "balanced_accuracy": None}
-    return {"accuracy": accuracy(pred, gold), "balanced_accuracy": balanced_accuracy(pred, gold)}
+def gold_report(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, float | int | None]:
+    """accuracy and balanced_accuracy against gold over the examples that have gold (``gold_n`` of them; both
+    None when none has)."""
+    pairs = [(y, e.label) for e, y in zip(examples, pred, strict=True) if e.label is not None]
+    if not pairs:
+        return {"accuracy": None, "balanced_accuracy": None, "gold_n": 0}
+    p, g = [y for y, _ in pairs], [t for _, t in pairs]
+    return {"accuracy": accuracy(p, g), "balanced_accuracy": balanced_accuracy(p, g), "gold_n": len(pairs)}
 
 
 def reference_report(examples: Sequence[Example], pred: Sequence[int],

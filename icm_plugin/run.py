@@ -9,9 +9,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
 from icm_plugin.loaders import load_examples, read_label_file
+from icm_plugin.preflight import (
+    check_checkpoint,
+    check_clamp,
+    check_compare_to,
+    check_pool_memory,
+    rule_coverage,
+    run_info,
+)
+from icm_plugin.rundir import RunDir
 from icm_plugin.search import ICM, ICMConfig
 from icm_plugin.tasks import DEMO_SEPARATOR, Task, get_task
 from icm_plugin.writers import (
@@ -38,13 +46,6 @@ def default_out(task: str, model: str, seed: int) -> Path:
     return Path("runs") / f"{task}-{slug}-seed{seed}"
 
 
-def prepare_out(out: Path, resume: bool) -> None:
-    """Refuse to overwrite an earlier run unless resuming it (nothing already written is lost)."""
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise ICMError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def clamp_effect(previous: Path | None, clamped: dict[str, int], examples: list[Example], labels: list[int]) -> dict[str, Any]:
     """How the clamped labels changed the result, against an earlier run with the same seed (if given)."""
     effect: dict[str, Any] = {"clamped": len(clamped), "clamped_differs_from_previous": None,
@@ -52,8 +53,6 @@ def clamp_effect(previous: Path | None, clamped: dict[str, int], examples: list[
     if previous is None:
         return effect
     prev_path = previous / "labels.jsonl"
-    if not prev_path.exists():
-        raise ICMError(f"{prev_path} not found: --compare-to needs a finished run folder")
     prev = {r["id"]: int(r["label"]) for r in read_jsonl(prev_path)}
     effect["clamped_differs_from_previous"] = sum(1 for i, y in clamped.items() if i in prev and prev[i] != y)
     effect["changed_by_clamp"] = sum(1 for e, y in zip(examples, labels, strict=True)
@@ -84,7 +83,12 @@ def load_pool(args: argparse.Namespace, task: Task, plugins: list) -> list[Examp
 
 
 def label_command(args: argparse.Namespace, plugins: list | None = None) -> int:
-    """Run `icm label` end to end; returns the exit code."""
+    """Run `icm label` end to end; returns the exit code.
+
+    Everything a user can get wrong (pool, clamps, --compare-to, --out, the checkpoint a --resume continues)
+    is checked before the model loads and before anything is written; a refused run leaves the folder as it
+    was. Raises ICMError.
+    """
     from icm_plugin.scoring.registry import model_name_for_args, scorer_for_args
 
     plugins = plugins or []
@@ -95,37 +99,48 @@ def label_command(args: argparse.Namespace, plugins: list | None = None) -> int:
     task = get_task(args.task)
     examples = load_pool(args, task, plugins)
     clamped = read_clamp_file(args.clamp) if args.clamp else {}
+    check_clamp(clamped, examples, args.clamp)
+    check_compare_to(getattr(args, "compare_to", None))
+    rule = args.rule or task.rule_for(examples)
     model_name = model_name_for_args(args)
     out = Path(args.out) if args.out else default_out(task.name, model_name, args.seed)
-    prepare_out(out, args.resume)
     cfg = build_config(args)
-    config_blob = {"task": task.name, "model": args.model, "data": args.data, "limit": args.limit,
-                   "rule": args.rule or task.rule_for(examples), "scorer": getattr(args, "scorer", "prefix"),
-                   "model_type": getattr(args, "model_type", None), "model_args": getattr(args, "model_args", None),
-                   "clamp": args.clamp, "hyperparameters": asdict(cfg)}
-    write_examples(out, examples)
-    write_json(out / "config.json", config_blob)
+    info = run_info(args, task, rule)
+    with RunDir.open(out, args.resume) as run_dir, run_dir.guard():
+        if args.resume:
+            check_checkpoint(run_dir.checkpoint, examples, cfg, clamped, info)
+        coverage = rule_coverage(examples, rule, args.data or task.name)
+        scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
+        if getattr(args, "memory_limit", None) is not None and hasattr(scorer, "memory_budget"):
+            scorer.memory_budget = args.memory_limit
+        check_pool_memory(scorer, task, examples, args.data or f"the {task.name} pool")
+        config_blob = {"task": task.name, "model": args.model, "data": args.data, "limit": args.limit,
+                       "rule": rule, "scorer": getattr(args, "scorer", "prefix"),
+                       "model_type": getattr(args, "model_type", None),
+                       "model_args": getattr(args, "model_args", None),
+                       "clamp": args.clamp, "hyperparameters": asdict(cfg)}
+        write_examples(out, examples)
+        write_json(out / "config.json", config_blob)
 
-    scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
-    icm = ICM(scorer, task, cfg, rule=args.rule)
-    print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} -> {out}")
-    icm.fit(examples, clamped=clamped, checkpoint=out / "checkpoint.json", resume=args.resume)
+        icm = ICM(scorer, task, cfg, rule=args.rule)
+        print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} -> {out}")
+        icm.fit(examples, clamped=clamped, checkpoint=run_dir.checkpoint, resume=args.resume, run_info=info)
 
-    write_labels(out, examples, icm.labels_, icm.confidence_)
-    write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
-    base = {
-        "task": task.name, "model": model_name, "n": len(examples), "iterations": icm.n_iter_,
-        "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
-        "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_, "seconds": round(icm.seconds_, 2),
-        "token_forwards": icm.token_forwards_, "seed": args.seed, "alpha": cfg.alpha,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }
-    compare = Path(args.compare_to) if getattr(args, "compare_to", None) else None
-    base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
-    report = build_report(out, examples, base)
-    write_json(out / "report.json", report)
-    plot_progress(out, examples, icm.history_)
-    write_jsonl(out / "history.jsonl", icm.history_)
+        write_labels(out, examples, icm.labels_, icm.confidence_)
+        write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
+        base = {
+            "task": task.name, "model": model_name, "n": len(examples), "iterations": icm.n_iter_,
+            "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
+            "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_, **coverage,
+            "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_, "seed": args.seed,
+            "alpha": cfg.alpha, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        }
+        compare = Path(args.compare_to) if getattr(args, "compare_to", None) else None
+        base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
+        report = build_report(out, examples, base)
+        write_json(out / "report.json", report)
+        plot_progress(out, examples, icm.history_)
+        write_jsonl(out / "history.jsonl", icm.history_)
     for plugin in plugins:
         plugin.after_label(args, out)
     _print_summary(out, report)
@@ -138,7 +153,11 @@ def _print_summary(out: Path, report: dict[str, Any]) -> None:
             f"{report['seconds']:.0f}s {report['token_forwards']} token-forwards")
     if acc is not None:
         line += f"; vs gold: accuracy={acc:.3f} balanced_accuracy={bacc:.3f}"
+        if report.get("gold_n", report["n"]) < report["n"]:
+            line += f" (on the {report['gold_n']} of {report['n']} examples that have gold)"
     print(line)
+    if report.get("rule_note"):
+        print(f"icm: note: {report['rule_note']}")
     if report.get("collapsed_to_one_class"):
         print("icm: WARNING: the labelling collapsed to (almost) one class; see report.json")
     print(f"icm: labels:  {out / 'labels.jsonl'}")

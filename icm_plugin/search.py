@@ -26,9 +26,7 @@ The search never sees gold labels: ``fit`` strips them before anything else.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icm_plugin.annealing import accept, temperature
+from icm_plugin.checkpoint import check_resume, read_checkpoint, write_checkpoint
 from icm_plugin.consistency import ConsistencyRule, Violation, make_rule
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
@@ -171,18 +170,22 @@ class ICM:
         resume: bool = False,
         progress: bool = True,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        run_info: dict[str, Any] | None = None,
     ) -> ICM:
         """Search for the most coherent labelling of ``examples``.
 
         clamped: example id -> label the search must keep. checkpoint: file written after every step;
         with resume=True the search continues from it (same final labels as an uninterrupted run).
-        Raises ICMError for unknown clamped ids or a checkpoint from another pool/config.
+        run_info: what produced the run (task, model, scorer, rule, data; see ``icm_plugin.checkpoint``),
+        recorded in the checkpoint and required to match on resume.
+        Raises ICMError for unknown clamped ids or a checkpoint from another pool/config/run.
         """
         cfg = self.config
         pool = [e.without_gold() for e in examples]  # gold never reaches the search
         n = len(pool)
         if n == 0:
             raise ICMError("the pool is empty")
+        self._run_info = run_info
         self._prepare(pool, clamped)
         iterations = cfg.iterations if cfg.iterations is not None else cfg.iterations_per_example * n
         start_forwards = self.scorer.token_forwards
@@ -517,26 +520,14 @@ class ICM:
             "token_forwards": state["token_forwards"] + self.scorer.token_forwards - start_forwards,
             "seconds": state["seconds"] + time.perf_counter() - t_start,
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w") as fh:
-            json.dump(blob, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic: a kill leaves the old or the new checkpoint, never half of one
+        if self._run_info is not None:
+            blob["run"] = self._run_info
+        write_checkpoint(path, blob)  # atomic: a kill leaves the old or the new checkpoint, never half of one
 
     def _load_checkpoint(self, path: Path, pool: list[Example]) -> dict[str, Any]:
-        try:
-            blob = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ICMError(f"{path}: checkpoint is not valid JSON ({err.msg}); delete it to start over") from None
-        if blob.get("version") != CHECKPOINT_VERSION:
-            raise ICMError(f"{path}: checkpoint version {blob.get('version')} is not {CHECKPOINT_VERSION}; delete it")
-        if blob["ids"] != [e.id for e in pool]:
-            raise ICMError(f"{path}: checkpoint is for a different pool (ids differ); use another --out or drop --resume")
-        if blob["config"] != asdict(self.config):
-            raise ICMError(f"{path}: checkpoint was made with other settings {blob['config']}; resume with the same ones")
-        if blob["clamped"] != {pool[i].id: y for i, y in self._clamped.items()}:
-            raise ICMError(f"{path}: checkpoint was made with other clamped labels; resume with the same --clamp")
+        blob = read_checkpoint(path, CHECKPOINT_VERSION)
+        check_resume(blob, path, [e.id for e in pool], asdict(self.config),
+                     {pool[i].id: y for i, y in self._clamped.items()}, self._run_info)
         rng = np.random.default_rng()
         rng.bit_generator.state = blob["rng"]
         self._group_orders = blob["group_orders"]

@@ -6,9 +6,11 @@ a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +19,59 @@ from icm_plugin.examples import Example
 from icm_plugin.metrics import collapsed, gold_report, label_balance, slot_table
 
 
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj``: a NaN or infinite float becomes null (bare NaN is not JSON)."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[Path]:
+    """Yield the temporary name to write ``path`` under, then rename it into place.
+
+    A failed write (full disk, read-only folder) removes the temporary file, keeps whatever ``path`` held
+    and raises one ICMError naming the file.
+    """
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ICMError(f"{path}: cannot write ({err.strerror}); free disk space or make the folder writable, "
+                       "then run the command again (`icm label`: with --resume)") from None
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with writing(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+            fh.write(json_text(row) + "\n")
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with writing(path) as tmp:
+        tmp.write_text(json_text(obj, indent=2) + "\n", encoding="utf-8")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with Path(path).open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ICMError(f"{path}: line {lineno}: not UTF-8 text (byte {raw[err.start]:#04x}); "
+                               "save the file as UTF-8") from None
             if line.strip():
                 try:
                     rows.append(json.loads(line))
@@ -107,8 +144,11 @@ def plot_progress(out: Path, examples: Sequence[Example], history: Sequence[dict
     fig.suptitle("ICM search")
     fig.tight_layout()
     path = out / "progress.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with writing(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -88,3 +88,27 @@ def test_startup_hook_is_import_light():
         "print(sorted(m for m in ('torch', 'datasets', 'lm_eval', 'transformers', 'numpy') if m in sys.modules))\n"
     )
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_lm_eval_ends_with_our_message_alone_when_the_hub_is_offline(tiny_model_dir, tmp_path):
+    from lmeval_helpers import run_lm_eval
+
+    done = run_lm_eval(["--model", "hf", "--model_args", f"pretrained={tiny_model_dir}", "--tasks", "icm_alpaca",
+                        "--limit", "2", "--device", "cpu"], env={"ICM_DATA_DIR": ""}, cwd=tmp_path, timeout=600)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("lm_eval: error: icm_alpaca: could not load the public dataset")
+    assert "ICM_DATA_DIR=DIR" in last
+
+
+def test_the_message_hook_leaves_other_errors_alone(monkeypatch, capsys):
+    from icm_plugin.errors import ICMError
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: seen.append(exc[0]))
+    discovery.install_excepthook()
+    sys.excepthook(ValueError, ValueError("a bug"), None)
+    assert seen == [ValueError]  # passed on to the previous hook, traceback and all
+    sys.excepthook(ICMError, ICMError("data.jsonl: line 3: bad"), None)
+    assert seen == [ValueError] and capsys.readouterr().err == "lm_eval: error: data.jsonl: line 3: bad\n"

@@ -130,8 +130,13 @@ def _cmd_push(args: argparse.Namespace) -> int:
     run = RunFolder.read(args.run_dir)  # checked before connecting: a bad folder never half-pushes
     client = _connect(args)
     result = push_run(client, run, args.dataset, args.workspace)
-    print(f"icm: review it at {result.url} (dataset {result.dataset!r}, workspace {result.workspace!r})")
+    _print_urls(result)
     return 0
+
+
+def _print_urls(result) -> None:
+    print(f"icm: review it at {result.url} (dataset {result.dataset!r}, workspace {result.workspace!r}); "
+          f"flagged groups: {result.conflicts_url}")
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
@@ -139,10 +144,14 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         from icm_plugin.argilla.pull import pull_labels, write_labels_file
 
     client = _connect(args)
-    rows, ties = pull_labels(client, args.dataset, args.workspace, args.question, args.true_label)
-    path = write_labels_file(rows, args.out)
-    print(f"icm: {len(rows)} submitted label(s) from {args.dataset!r} -> {path}"
-          + (f" ({ties} record(s) left out: annotators disagree evenly)" if ties else ""))
+    result = pull_labels(client, args.dataset, args.workspace, args.question, args.true_label)
+    path = write_labels_file(result.rows, args.out)
+    read = " and ".join(f"{n} from {name!r}" for name, n in result.answers.items())
+    print(f"icm: {len(result.rows)} submitted label(s) -> {path} (answers read: {read})"
+          + (f"; {result.ties} example(s) left out: answers split evenly" if result.ties else ""))
+    if result.disagreements:
+        print(f"icm: note: {len(result.disagreements)} example(s) answered differently in the datasets (e.g. "
+              f"{result.disagreements[0]!r}): the majority of all their answers is used")
     return 0
 
 
@@ -158,6 +167,9 @@ def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
         if getattr(args, "push", None):
             with needs_extra():
                 from icm_plugin.argilla.client import argilla_errors, workspace_name
+                from icm_plugin.argilla.push import check_names
+
+            check_names(args.push)  # before the long labelling, not after it
 
             client = _connect(args)
             with argilla_errors(client.api_url):
@@ -196,4 +208,4 @@ def after_label(args: argparse.Namespace, run_dir: Path) -> None:
         write_suggestions(client, run, args.argilla_dataset, args.workspace, args.question, args.true_label)
     if args.push:
         result = push_run(client, run, args.push, args.workspace)
-        print(f"icm: review it at {result.url} (dataset {result.dataset!r}, workspace {result.workspace!r})")
+        _print_urls(result)

@@ -1,19 +1,24 @@
 """`icm pull`: submitted human answers from Argilla as ICM labels (the clamp file of `icm label --clamp`).
 
 Only responses with status ``submitted`` count: drafts are unfinished and discarded records were skipped on
-purpose. When several people answered one record, the majority wins; a tie leaves the record out.
+purpose. When several people answered one record, the majority wins; a tie leaves the record out. A review
+dataset is read together with its ``NAME-conflicts`` companion (one clamp file: all answers per example pooled,
+the majority wins, and examples the two datasets answer differently are reported).
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import argilla as rg
 from argilla.responses import ResponseStatus
 
 from icm_plugin.argilla.client import argilla_errors, find_dataset, workspace_name
-from icm_plugin.argilla.schema import QUESTION, is_conflict_dataset
+from icm_plugin.argilla.schema import CONFLICT_SUFFIX, OTHERS_QUESTION, QUESTION, is_conflict_dataset
 from icm_plugin.errors import ICMError
 from icm_plugin.writers import write_jsonl
 
@@ -63,35 +68,57 @@ def _majority(values: list[int]) -> int | None:
     return counts[0][0]
 
 
+@dataclass(frozen=True)
+class PullResult:
+    """What `icm pull` read: ``rows`` ({"id", "label"}, the majority of all submitted answers per example),
+    ``ties`` (examples left out: answers split evenly), ``answers`` (submitted answers read, per dataset) and
+    ``disagreements`` (examples whose majority differs between the datasets read)."""
+
+    rows: list[dict]
+    ties: int
+    answers: dict[str, int]
+    disagreements: list[str]
+
+
 def pull_labels(client: rg.Argilla, name: str, workspace: str | None = None, question: str | None = None,
-                true_label: str | None = None) -> tuple[list[dict], int]:
-    """([{"id", "label"}], number of records left out as ties). Raises ICMError."""
+                true_label: str | None = None) -> PullResult:
+    """Submitted answers of dataset ``name`` as ICM labels; for a review dataset, its ``NAME-conflicts``
+    companion's answers too (when it exists and no ``question`` is named), so one clamp file holds both.
+    Raises ICMError (unknown dataset or question, a malformed "Other examples" answer)."""
     with argilla_errors(client.api_url, f"reading dataset {name!r}"):
         ws = workspace_name(client, workspace)
         ds = find_dataset(client, name, ws)
         if ds is None:
             names = [d.name for d in client.workspaces(name=ws).datasets]
             raise ICMError(f"no dataset {name!r} in workspace {ws!r} (it has: {', '.join(names) or 'none'})")
+        votes: dict[str, dict[str, list[int]]] = {}
         if question is None and is_conflict_dataset(ds.settings):
-            return _pull_conflicts(ds, true_label)
-        q = label_question(ds, question or QUESTION)
-        mapping = label_map(q, name, true_label)
-        rows, ties = [], 0
-        for record in ds.records(with_responses=True, batch_size=500):
-            answers = [mapping[v] for v in _submitted(record, q.name) if v in mapping]
-            if not answers:
-                continue
-            label = _majority(answers)
-            if label is None:
-                ties += 1
-                continue
-            rows.append({"id": record.id if record.id is not None else str(record._server_id), "label": label})
-    return rows, ties
+            votes[name] = _conflict_votes(ds, true_label)
+        else:
+            votes[name] = _review_votes(ds, question or QUESTION, true_label)
+            companion = find_dataset(client, name + CONFLICT_SUFFIX, ws) if question is None else None
+            if companion is not None and is_conflict_dataset(companion.settings):
+                votes[companion.name] = _conflict_votes(companion, true_label)
+    return _combine(votes)
 
 
-def _pull_conflicts(ds: rg.Dataset, true_label: str | None) -> tuple[list[dict], int]:
-    """Per-example answers of a NAME-conflicts dataset (label_1/label_2 for the ids in its metadata)."""
+def _review_votes(ds: rg.Dataset, question: str, true_label: str | None) -> dict[str, list[int]]:
+    q = label_question(ds, question)
+    mapping = label_map(q, ds.name, true_label)
+    votes: dict[str, list[int]] = {}
+    for record in ds.records(with_responses=True, batch_size=500):
+        answers = [mapping[v] for v in _submitted(record, q.name) if v in mapping]
+        if answers:
+            votes[record.id if record.id is not None else str(record._server_id)] = answers
+    return votes
+
+
+def _conflict_votes(ds: rg.Dataset, true_label: str | None) -> dict[str, list[int]]:
+    """Per-example answers of a NAME-conflicts dataset: label_1/label_2 for the ids in its metadata, and the
+    "Other examples" box (one ``id: label`` per line) for the rest of the group."""
     mapping = label_map(label_question(ds, "label_1"), ds.name, true_label)
+    by_word = {v.strip().lower(): y for v, y in mapping.items()}
+    has_box = OTHERS_QUESTION in {q.name for q in ds.settings.questions}
     votes: dict[str, list[int]] = {}
     for record in ds.records(with_responses=True, batch_size=500):
         for n in (1, 2):
@@ -99,14 +126,64 @@ def _pull_conflicts(ds: rg.Dataset, true_label: str | None) -> tuple[list[dict],
             for v in _submitted(record, f"label_{n}"):
                 if ex_id is not None and v in mapping:
                     votes.setdefault(str(ex_id), []).append(mapping[v])
+        others = other_ids(str(record.fields.get("others") or ""))
+        for text in _submitted(record, OTHERS_QUESTION) if has_box else []:
+            for ex_id, label in parse_other_answers(text, others, by_word, f"dataset {ds.name!r}, record {record.id}"):
+                votes.setdefault(ex_id, []).append(label)
+    return votes
+
+
+def other_ids(field_text: str) -> list[str]:
+    """The example ids in a conflicts record's "Other examples" field (its ``id: ...`` lines)."""
+    return [html.unescape(m.group(1).strip()) for m in re.finditer(r"^id: (.+)$", field_text, flags=re.M)]
+
+
+def parse_other_answers(text: str, ids: list[str], by_word: dict[str, int], where: str) -> list[tuple[str, int]]:
+    """``id: label`` lines typed in the "Other examples" box -> [(id, 0/1)]. Blank lines are skipped.
+
+    Raises ICMError naming the record and line for a line that is not ``id: label``, an id not shown in that
+    record, or a label that is not one of the question's labels.
+    """
+    words = "/".join(sorted(by_word, key=lambda w: -by_word[w]))
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        ex_id, sep, value = line.rpartition(":")
+        ex_id, value = ex_id.strip(), value.strip().lower()
+        if not sep or not ex_id:
+            raise ICMError(f"{where}: \"Other examples\" answer line {n} {line.strip()!r} is not `id: label`; "
+                           f"write one `id: {words}` per line")
+        if ex_id not in ids:
+            raise ICMError(f"{where}: \"Other examples\" answer line {n} names id {ex_id!r}, which that record "
+                           f"does not show (its other examples: {', '.join(ids) or 'none'})")
+        if value not in by_word:
+            raise ICMError(f"{where}: \"Other examples\" answer line {n} gives {ex_id!r} the label {value!r}; "
+                           f"use one of {words}")
+        out.append((ex_id, by_word[value]))
+    return out
+
+
+def _combine(votes: dict[str, dict[str, list[int]]]) -> PullResult:
     rows, ties = [], 0
-    for ex_id, answers in votes.items():
+    pooled: dict[str, list[int]] = {}
+    for per_dataset in votes.values():
+        for ex_id, answers in per_dataset.items():
+            pooled.setdefault(ex_id, []).extend(answers)
+    for ex_id, answers in pooled.items():
         label = _majority(answers)
         if label is None:
             ties += 1
         else:
             rows.append({"id": ex_id, "label": label})
-    return rows, ties
+    disagreements = []
+    if len(votes) > 1:
+        for ex_id in pooled:
+            majorities = {_majority(v[ex_id]) for v in votes.values() if ex_id in v}
+            majorities.discard(None)
+            if len(majorities) > 1:
+                disagreements.append(ex_id)
+    return PullResult(rows, ties, {name: sum(map(len, v.values())) for name, v in votes.items()}, disagreements)
 
 
 def write_labels_file(rows: list[dict], out: str | Path) -> Path:

@@ -2,8 +2,13 @@
 
 Record ids are the example ids (conflict records: a hash of rule + member ids), and Argilla's bulk upsert
 matches on them, so pushing again updates the records in place: no duplicates, human responses kept, and an
-interrupted push re-run ends with exactly one record per example. Every record is built and checked before
-anything is sent.
+interrupted push re-run ends with exactly one record per example. Every record (and both dataset names) is
+built and checked before anything is sent. Review records go out in consistency-group order, so the examples
+of one question sit next to each other in the UI.
+
+After a re-push, ``NAME-conflicts`` describes the current run: a group the run no longer flags is deleted, or,
+when reviewers already answered it, kept with its answers, marked "not flagged in the latest run" and shown
+with ICM's current labels.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from dataclasses import dataclass
 import argilla as rg
 
 from icm_plugin.argilla.client import argilla_errors, find_dataset, workspace_name
+from icm_plugin.argilla.pull import other_ids
 from icm_plugin.argilla.run_folder import RunFolder
 from icm_plugin.argilla.schema import (
     CONFLICT_SUFFIX,
+    MAX_NAME_LENGTH,
     QUESTION,
     RULE_TEXT,
     conflict_settings,
@@ -29,7 +36,9 @@ from icm_plugin.argilla.schema import (
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import content_id
 
-BATCH_SIZE = 200
+BATCH_SIZE = 200  # records per upsert (the SDK allows up to 500)
+DELETE_BATCH_SIZE = 64  # records per delete (the SDK allows up to 100)
+STALE_NOTE = "NOT FLAGGED IN THE LATEST RUN: kept because reviewers answered it; ICM's current labels are shown."
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,32 @@ class PushResult:
     records: int
     conflicts: int
     stale: int  # records in the dataset that this run does not have (kept: they may hold human answers)
-    url: str
+    url: str  # the review dataset in the Argilla UI
+    conflicts_url: str = ""
+    conflicts_removed: int = 0  # groups the run no longer flags, deleted (nobody had answered them)
+    conflicts_marked: int = 0  # such groups kept for their answers, marked and updated
+
+
+def check_names(name: str) -> None:
+    """Both dataset names a push creates must fit Argilla's limit. Raises ICMError before anything is written."""
+    longest = name + CONFLICT_SUFFIX
+    if not name.strip():
+        raise ICMError("the Argilla dataset name is empty; pass --push NAME / --dataset NAME")
+    if len(longest) > MAX_NAME_LENGTH:
+        raise ICMError(f"dataset name {name[:40]!r}... is {len(name)} characters: with {CONFLICT_SUFFIX!r} "
+                       f"({len(longest)}) it exceeds Argilla's {MAX_NAME_LENGTH}; use a name of at most "
+                       f"{MAX_NAME_LENGTH - len(CONFLICT_SUFFIX)} characters")
+
+
+def dataset_url(api_url: str, ds: rg.Dataset) -> str:
+    """Where the dataset opens for annotation in the Argilla UI."""
+    return f"{api_url.rstrip('/')}/dataset/{ds.id}/annotation-mode"
+
+
+def log_records(ds: rg.Dataset, records: list[rg.Record]) -> None:
+    """Upsert ``records`` in batches the SDK takes as given (it warns when it shrinks a batch)."""
+    if records:
+        ds.records.log(records, batch_size=min(BATCH_SIZE, len(records)))
 
 
 def agent_name(model: str) -> str:
@@ -52,8 +86,12 @@ def review_records(run: RunFolder) -> list[rg.Record]:
     fields = prompt_fields(run.task)
     flagged = run.flagged_ids
     with_key = run.task.key_from is not None or "consistency_key" in run.task.fields
+    first_seen: dict[str, int] = {}
+    for n, ex in enumerate(run.examples):
+        first_seen.setdefault(_group(ex), n)
     records = []
-    for ex in run.examples:
+    # group order (groups by first appearance, members in pool order): a question's claims side by side
+    for ex in sorted(run.examples, key=lambda e: first_seen[_group(e)]):
         metadata = {
             "consistency_group": ex.consistency_id if ex.consistency_id is not None else ex.id,
             "confidence": round(run.confidence[ex.id], 4),
@@ -78,6 +116,10 @@ def review_records(run: RunFolder) -> list[rg.Record]:
     return records
 
 
+def _group(ex) -> str:
+    return ex.consistency_id if ex.consistency_id is not None else ex.id
+
+
 def _label_text(values: tuple[str, ...], label: int | None) -> str:
     return "unlabelled" if label is None else values[int(label)]
 
@@ -86,7 +128,6 @@ def conflict_records(run: RunFolder) -> list[rg.Record]:
     """One record per flagged group (repeats across iterations merged; the last resolution shown)."""
     values = label_values(run.task)
     by_id = {e.id: e for e in run.examples}
-    fields = prompt_fields(run.task)
     merged: dict[tuple[str, tuple[str, ...]], tuple[dict, int]] = {}
     for c in run.conflicts:
         ids = tuple(str(i) for i in c.get("ids", []))
@@ -95,15 +136,6 @@ def conflict_records(run: RunFolder) -> list[rg.Record]:
         key = (str(c.get("rule", "")), tuple(sorted(ids)))
         merged[key] = (c, merged.get(key, (None, 0))[1] + 1)
 
-    def describe(ex_id: str, c: dict) -> str:
-        ex = by_id[ex_id]
-        lines = [f"id: {ex_id}"] + [f"{f.title}: {getattr(ex, f.slot)}" for f in fields]
-        before = c.get("labels_before", {}).get(ex_id)
-        after = c.get("labels_after", {}).get(ex_id)
-        lines.append(f"ICM's label when flagged: {_label_text(values, before)}; after its fix: "
-                     f"{_label_text(values, after)}; final: {values[run.labels[ex_id]]} "
-                     f"(confidence {run.confidence[ex_id]:.2f})")
-        return plain_text("\n".join(lines))
 
     records = []
     for (rule, _), (c, times) in merged.items():
@@ -113,9 +145,10 @@ def conflict_records(run: RunFolder) -> list[rg.Record]:
         header = f"{rule_text}\nrule: {rule}" + (f"; group: {group}" if group else "")
         header = plain_text(header)
         header += f"\nflagged {times} time(s); last at iteration {c.get('iteration')}: {c.get('resolution')}"
-        record_fields = {"rule": header, "example_1": describe(ids[0], c), "example_2": describe(ids[1], c)}
+        record_fields = {"rule": header, "example_1": describe_example(run, ids[0], c),
+                         "example_2": describe_example(run, ids[1], c)}
         if len(ids) > 2:
-            record_fields["others"] = "\n\n".join(describe(i, c) for i in ids[2:])
+            record_fields["others"] = "\n\n".join(describe_example(run, i, c) for i in ids[2:])
         records.append(rg.Record(
             id="conflict-" + content_id(rule, sorted(ids)),
             fields=record_fields,
@@ -128,6 +161,55 @@ def conflict_records(run: RunFolder) -> list[rg.Record]:
             ],
         ))
     return records
+
+
+def describe_example(run: RunFolder, ex_id: str, flagged: dict | None) -> str:
+    """An example as a conflicts record shows it: id, prompt fields, ICM's labels (``flagged``: the conflict
+    entry; None for a group the latest run did not flag)."""
+    values = label_values(run.task)
+    ex = next(e for e in run.examples if e.id == ex_id)
+    lines = [f"id: {ex_id}"] + [f"{f.title}: {getattr(ex, f.slot)}" for f in prompt_fields(run.task)]
+    final = f"{values[run.labels[ex_id]]} (confidence {run.confidence[ex_id]:.2f})"
+    if flagged is None:
+        lines.append(f"not flagged in the latest run; ICM's label now: {final}")
+    else:
+        before = flagged.get("labels_before", {}).get(ex_id)
+        after = flagged.get("labels_after", {}).get(ex_id)
+        lines.append(f"ICM's label when flagged: {_label_text(values, before)}; after its fix: "
+                     f"{_label_text(values, after)}; final: {final}")
+    return plain_text("\n".join(lines))
+
+
+def retire_stale_conflicts(cds: rg.Dataset, run: RunFolder, current: set[str]) -> tuple[int, int]:
+    """Make NAME-conflicts describe ``run``: records not in ``current`` (ids this push sent) are deleted, or,
+    when they hold responses, kept, marked STALE_NOTE and shown with the run's current labels and
+    suggestions. Returns (deleted, marked)."""
+    stale = [r for r in cds.records(with_responses=True, batch_size=500) if r.id not in current]
+    unanswered = [r for r in stale if not r.responses.api_models()]
+    answered = [r for r in stale if r.responses.api_models()]
+    if unanswered:
+        cds.records.delete(unanswered, batch_size=min(DELETE_BATCH_SIZE, len(unanswered)))
+    log_records(cds, [_marked(r, run) for r in answered])
+    return len(unanswered), len(answered)
+
+
+def _marked(record: rg.Record, run: RunFolder) -> rg.Record:
+    values = label_values(run.task)
+    fields = dict(record.fields)
+    if not str(fields.get("rule", "")).startswith(STALE_NOTE):
+        fields["rule"] = STALE_NOTE + "\n\n" + str(fields.get("rule", ""))
+    ids = [record.metadata.get("example_1_id"), record.metadata.get("example_2_id")]
+    for n, ex_id in enumerate(ids, start=1):
+        if ex_id in run.labels:
+            fields[f"example_{n}"] = describe_example(run, ex_id, None)
+    others = other_ids(str(fields.get("others") or ""))
+    if others and all(i in run.labels for i in others):
+        fields["others"] = "\n\n".join(describe_example(run, i, None) for i in others)
+    suggestions = [rg.Suggestion(question_name=f"label_{n}", value=values[run.labels[i]],
+                                 score=round(run.confidence[i], 4), agent=agent_name(run.model))
+                   for n, i in enumerate(ids, start=1) if i in run.labels]
+    return rg.Record(id=record.id, fields=fields, metadata={**record.metadata, "times_flagged": 0},
+                     suggestions=suggestions)
 
 
 def ensure_dataset(client: rg.Argilla, name: str, workspace: str, settings: rg.Settings) -> rg.Dataset:
@@ -148,8 +230,9 @@ def ensure_dataset(client: rg.Argilla, name: str, workspace: str, settings: rg.S
 
 def push_run(client: rg.Argilla, run: RunFolder, name: str, workspace: str | None = None,
              echo: Callable[[str], None] = print) -> PushResult:
-    """Create or update ``name`` (review) and ``name-conflicts``; returns counts. Raises ICMError."""
+    """Create or update ``name`` (review) and ``name-conflicts``; returns counts and URLs. Raises ICMError."""
     url = client.api_url
+    check_names(name)
     records = review_records(run)
     conflicts = conflict_records(run)
     review = review_settings(client, run.task, run.model, run.rule, name)
@@ -166,14 +249,18 @@ def push_run(client: rg.Argilla, run: RunFolder, name: str, workspace: str | Non
                                    f"{run.task.name!r}: {'; '.join(problems)}. Push to another --dataset name, "
                                    "or delete it in Argilla")
         ds = ensure_dataset(client, name, ws, review)
-        ds.records.log(records, batch_size=BATCH_SIZE)
+        log_records(ds, records)
         echo(f"icm: pushed {len(records)} records to {name!r} (workspace {ws!r})")
         cds = ensure_dataset(client, name + CONFLICT_SUFFIX, ws, flagged)
-        if conflicts:
-            cds.records.log(conflicts, batch_size=BATCH_SIZE)
-        echo(f"icm: pushed {len(conflicts)} flagged group(s) to {name + CONFLICT_SUFFIX!r}")
+        log_records(cds, conflicts)
+        removed, marked = retire_stale_conflicts(cds, run, {r.id for r in conflicts})
+        echo(f"icm: pushed {len(conflicts)} flagged group(s) to {name + CONFLICT_SUFFIX!r}"
+             + (f"; {removed} group(s) this run no longer flags removed" if removed else "")
+             + (f"; {marked} such group(s) kept for their answers and marked 'not flagged in the latest run'"
+                if marked else ""))
         ours = {r.id for r in records}
         stale = sum(1 for r in ds.records(batch_size=500) if r.id not in ours)
     if stale:
         echo(f"icm: note: {stale} record(s) in {name!r} are not in this run (kept; they may hold answers)")
-    return PushResult(name, ws, len(records), len(conflicts), stale, url)
+    return PushResult(name, ws, len(records), len(conflicts), stale, dataset_url(url, ds), dataset_url(url, cds),
+                      removed, marked)

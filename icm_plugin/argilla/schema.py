@@ -21,6 +21,8 @@ from icm_plugin.tasks import Task
 
 QUESTION = "label"  # the LabelQuestion of a review dataset
 CONFLICT_SUFFIX = "-conflicts"
+OTHERS_QUESTION = "others_labels"  # the conflicts record's free-text box for the group's other examples
+MAX_NAME_LENGTH = 200  # Argilla's limit on dataset names
 EXAMPLE_SLOTS = ("question", "choice", "choice_2")
 
 _SLOT_LINE = re.compile(r"^(?P<caption>[^:{}]+):\s*\{(?P<slot>question|choice|choice_2)\}\s*$")
@@ -136,7 +138,7 @@ def conflict_settings(client: rg.Argilla, task: Task, rule: str, dataset_name: s
         questions=[
             rg.LabelQuestion(client=client, name="label_1", title=f"Example 1: {question_title(task)}", labels=labels),
             rg.LabelQuestion(client=client, name="label_2", title=f"Example 2: {question_title(task)}", labels=labels),
-            rg.TextQuestion(client=client, name="others_labels", title="Other examples (one `id: label` per line)",
+            rg.TextQuestion(client=client, name=OTHERS_QUESTION, title="Other examples (one `id: label` per line)",
                             required=False, use_markdown=False),
         ],
         metadata=[

@@ -17,7 +17,7 @@ import argilla as rg
 
 from icm_plugin.argilla.client import argilla_errors, find_dataset, workspace_name
 from icm_plugin.argilla.pull import label_map, label_question
-from icm_plugin.argilla.push import BATCH_SIZE, agent_name
+from icm_plugin.argilla.push import agent_name, log_records
 from icm_plugin.argilla.run_folder import RunFolder
 from icm_plugin.argilla.schema import prompt_fields
 from icm_plugin.errors import ICMError
@@ -148,8 +148,7 @@ def write_suggestions(client: rg.Argilla, run: RunFolder, name: str, workspace: 
                 suggestions=[rg.Suggestion(question_name=question, value=values[run.labels[rid]],
                                            score=round(run.confidence[rid], 4), agent=agent_name(run.model))],
             ))
-        if updated:
-            ds.records.log(updated, batch_size=BATCH_SIZE)
+        log_records(ds, updated)
     missing = len(run.labels) - len(updated)
     echo(f"icm: wrote {len(updated)} suggestion(s) for {question!r} onto {name!r}"
          + (f" ({missing} labelled example(s) no longer in the dataset)" if missing else ""))

@@ -7,12 +7,13 @@ its rq worker. The server runs in its own virtual environment (its pins clash wi
     HOME/credentials.json   password, API key, auth secret, Redis password (mode 0600, made on first up)
     HOME/stack.json         ports and the pids this home started (what `down` stops, and nothing else)
     HOME/data/argilla.db    SQLite: the source of truth; the search index is rebuilt from it on every up
-    HOME/logs/*.log         one log per process (never holds a secret)
+    HOME/logs/*.log         one log per process (never holds a secret); the previous start's as *.log.1
     HOME/venv               the server's virtual environment unless ICM_ARGILLA_VENV names another
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -106,11 +107,16 @@ class LocalStack:
     def _path(self, name: str) -> Path:
         return self.home / name
 
+    def _make_home(self) -> None:
+        """The home folder, only this user's (mode 0700 whatever the umask or whoever made it first)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+
     def credentials(self) -> Credentials:
         """Read the home's secrets, making them (mode 0600) on first use."""
         path = self._path("credentials.json")
         if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_home()
             creds = {
                 "password": make_secret(12),
                 "api_key": make_secret(24),
@@ -155,9 +161,19 @@ class LocalStack:
         wanted = "\n".join(SERVER_REQUIREMENTS)
         if marker.exists() and marker.read_text() == wanted:
             return
+        if self.venv.parent == self.home:
+            self._make_home()
+        self.venv.parent.mkdir(parents=True, exist_ok=True)
+        # two set-ups (or tests) at once: the second waits for the first one's venv instead of deleting it
+        with open(self.venv.with_name(self.venv.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if marker.exists() and marker.read_text() == wanted:
+                return
+            self._build_venv(marker, wanted, echo)
+
+    def _build_venv(self, marker: Path, wanted: str, echo) -> None:
         shutil.rmtree(self.venv, ignore_errors=True)
         echo(f"building the Argilla server venv in {self.venv} (once; about a minute)")
-        self.venv.parent.mkdir(parents=True, exist_ok=True)
         try:
             subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, capture_output=True, text=True)
             subprocess.run([str(self.venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
@@ -198,7 +214,7 @@ class LocalStack:
                 raise ICMError(f"{tool} is not installed; install it (Debian: apt-get install redis-server) or run .ci/argilla.sh")
         self.ensure_venv(echo=echo)
         creds = self.credentials()
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._make_home()
         for sub in ("data", "logs", "redis"):
             # the SQLite file holds the users' API keys: only this user may read it
             self._path(sub).mkdir(exist_ok=True, mode=0o700)
@@ -241,7 +257,7 @@ class LocalStack:
             _wait_port(redis_port, 20, "redis", self._path("logs/redis.log"))
             _wait_port(osmem_port, 20, "osmem", self._path("logs/osmem.log"))
             prep_env = {**env, "ICM_ARGILLA_API_KEY": creds.api_key, "ICM_ARGILLA_PASSWORD": creds.password}
-            with open(self._path("logs/prepare.log"), "w") as log:
+            with open(_fresh_log(self._path("logs/prepare.log")), "w") as log:
                 done = subprocess.run([*server, "prepare"], env=prep_env, stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=self.home)
             if done.returncode != 0:
@@ -255,7 +271,7 @@ class LocalStack:
         return self.status()  # type: ignore[return-value]
 
     def _spawn(self, name: str, argv: list[str], env: dict, state: dict) -> None:
-        log = open(self._path(f"logs/{name}.log"), "w")  # the child keeps its own copy of the descriptor
+        log = open(_fresh_log(self._path(f"logs/{name}.log")), "w")  # the child keeps its own copy of the descriptor
         with log:
             proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.home, start_new_session=True)
@@ -295,6 +311,14 @@ class LocalStack:
             self._write_state(state)
         echo(f"stopped {', '.join(stopped)}" if stopped else "nothing to stop")
         return stopped
+
+
+def _fresh_log(path: Path) -> Path:
+    """``path``, with the log an earlier start left there kept as ``NAME.log.1`` (a crashed server's log
+    survives the restart that follows it)."""
+    if path.exists() and path.stat().st_size:
+        os.replace(path, path.with_name(path.name + ".1"))
+    return path
 
 
 def _start_time(pid: int) -> str | None:

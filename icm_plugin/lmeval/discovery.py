@@ -11,6 +11,10 @@ uninstalling this package removes the .pth with it); an lm-eval whose ``TaskMana
 ``include_path`` is left untouched (the tasks then need ``--include_path $(python -m icm_plugin.lmeval path)``).
 Any failure here is swallowed: a broken hook must never break the interpreter or lm-eval.
 
+In the ``lm_eval`` command itself, an ICMError that escapes (a data file missing, the hub offline: raised by
+our task hooks, which lm-eval does not catch) is printed as its one-line message, without the traceback
+around it; every other exception keeps Python's usual report.
+
 This module runs at every interpreter start: it imports nothing beyond the standard library and the
 import-light ``icm_plugin`` package.
 """
@@ -83,8 +87,32 @@ def _register(module: Any) -> None:
         task_manager_cls = getattr(module, "TaskManager", None)
         if isinstance(task_manager_cls, type):
             wrap_task_manager(task_manager_cls)
+        if _is_lm_eval_cli():
+            install_excepthook()
     except Exception:  # noqa: BLE001
         pass
+
+
+def _is_lm_eval_cli() -> bool:
+    """True in the ``lm_eval`` / ``lm-eval`` console script and in ``python -m lm_eval``."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return argv0.name in ("lm_eval", "lm-eval") or (argv0.name == "__main__.py" and argv0.parent.name == "lm_eval")
+
+
+def install_excepthook() -> None:
+    """Print an uncaught ICMError as ``lm_eval: error: MESSAGE`` (no traceback); others as before."""
+    previous = sys.excepthook
+    if getattr(previous, _MARK, False):
+        return
+
+    def hook(kind: type, value: BaseException, tb: Any) -> None:
+        if any(c.__name__ == "ICMError" and c.__module__ == "icm_plugin.errors" for c in kind.__mro__):
+            print(f"lm_eval: error: {value}", file=sys.stderr)
+            return
+        previous(kind, value, tb)
+
+    setattr(hook, _MARK, True)
+    sys.excepthook = hook
 
 
 class _ThenRegister(importlib.abc.Loader):

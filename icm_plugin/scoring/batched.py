@@ -35,9 +35,12 @@ class BatchedScorer(HFScorerBase):
                 out[r] = self.label_scores(*self.forward(ids))
             return out
         rows = sorted(range(len(prompts)), key=lambda r: -len(prompts[r]))  # longest first: little padding
+        room = self.memory_room()
         start = 0
         while start < len(rows):
-            size = max(1, min(len(rows) - start, self.token_budget // len(prompts[rows[start]])))
+            width = len(prompts[rows[start]])
+            fit = room // max(1, self.forward_memory(width))  # rows whose forward fits the memory (estimate)
+            size = max(1, min(len(rows) - start, self.token_budget // width, fit))
             chunk = rows[start:start + size]
             out[chunk] = self.single_token_scores(self.forward_right_padded([prompts[r] for r in chunk]))
             start += size

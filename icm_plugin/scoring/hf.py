@@ -11,7 +11,17 @@ import torch
 
 from icm_plugin.errors import ICMError
 from icm_plugin.scoring.base import Scorer, ScoreRequest
+from icm_plugin.scoring.memory import attention_implementation, available_bytes, format_size, forward_bytes
 from icm_plugin.scoring.tokens import PromptTokens
+
+
+class MemoryBudgetError(ICMError):
+    """A forward would need more memory than the budget; ``needed``/``budget`` in bytes."""
+
+    def __init__(self, message: str, needed: int, budget: int):
+        super().__init__(message)
+        self.needed = needed
+        self.budget = budget
 
 
 class HFScorerBase(Scorer):
@@ -20,6 +30,8 @@ class HFScorerBase(Scorer):
     #: decoder forwards run so far, and padding tokens they carried (not counted in ``token_forwards``)
     forwards: int = 0
     pad_forwards: int = 0
+    #: most bytes one forward may add (None: what the device has available at that moment)
+    memory_budget: int | None = None
 
     def __init__(self, model, tokenizer, label_words: Sequence[str] = (" False", " True"), separator: str = "\n\n"):
         self.model = model
@@ -39,6 +51,29 @@ class HFScorerBase(Scorer):
         params = inspect.signature(self.decoder.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
+    @property
+    def dtype_bytes(self) -> int:
+        return next(self.model.parameters()).element_size()
+
+    def forward_memory(self, new_tokens: int, past_tokens: int = 0, rows: int = 1) -> int:
+        """Estimated bytes a forward adds (``icm_plugin.scoring.memory.forward_bytes`` for this model)."""
+        return forward_bytes(self.model.config, new_tokens, past_tokens, rows, self.dtype_bytes)
+
+    def memory_room(self) -> int:
+        """The byte budget of one forward: ``memory_budget``, else what the device has available now."""
+        return self.memory_budget if self.memory_budget is not None else available_bytes(self.device)
+
+    def check_memory(self, new_tokens: int, past_tokens: int = 0, rows: int = 1) -> None:
+        """Raise MemoryBudgetError (an ICMError) when the forward's estimate exceeds the budget."""
+        needed = self.forward_memory(new_tokens, past_tokens, rows)
+        room = self.memory_room()
+        if needed > room:
+            impl = attention_implementation(self.model.config)
+            raise MemoryBudgetError(
+                f"a forward of {rows} x {new_tokens} tokens after {past_tokens} cached ones needs about "
+                f"{format_size(needed)} ({impl} attention) but {format_size(room)} is available; label fewer or "
+                "shorter examples, or use a device with more memory", needed, room)
+
     def check_length(self, n_tokens: int) -> None:
         if self.max_length is not None and n_tokens + max(len(t) for t in self.tokens.labels) > self.max_length:
             raise ICMError(
@@ -49,6 +84,7 @@ class HFScorerBase(Scorer):
     @torch.inference_mode()
     def forward(self, tokens: Sequence[int], cache=None):
         """Forward ``tokens`` after ``cache``; returns (extended cache, hidden state of the last position)."""
+        self.check_memory(len(tokens), cache.get_seq_length() if cache is not None else 0)
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         out = self.decoder(input_ids=ids, use_cache=True, **{self._cache_kw: cache})
         self.token_forwards += len(tokens)
@@ -65,6 +101,7 @@ class HFScorerBase(Scorer):
         """
         lengths = [len(r) for r in rows]
         width = max(lengths)
+        self.check_memory(width, cache.get_seq_length() if cache is not None else 0, len(rows))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long, device=self.device)
         if cache is not None and len(rows) > 1:
@@ -106,15 +143,23 @@ class HFScorerBase(Scorer):
                 lps = self.logits(out.last_hidden_state[0]).log_softmax(-1)
                 lp += float(sum(lps[j, label_tokens[j + 1]] for j in range(len(label_tokens) - 1)))
             scores.append(lp)
-        arr = np.asarray(scores, dtype=np.float64)
+        arr = _finite(np.asarray(scores, dtype=np.float64))
         return arr - np.logaddexp.reduce(arr)
 
     @torch.inference_mode()
     def single_token_scores(self, hidden: torch.Tensor) -> np.ndarray:
         """Label scores from hidden states (one, or a batch of rows) when every label word is one token: their
         own logits, normalised over the label words (the full-vocabulary normaliser cancels)."""
-        arr = self.logits(hidden, [t[0] for t in self.tokens.labels]).double().cpu().numpy()
+        arr = _finite(self.logits(hidden, [t[0] for t in self.tokens.labels]).double().cpu().numpy())
         return arr - np.logaddexp.reduce(arr, axis=-1, keepdims=True)
 
     def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
         raise NotImplementedError
+
+
+def _finite(scores: np.ndarray) -> np.ndarray:
+    """``scores`` unchanged; ICMError when the model produced NaN or infinite values (they would poison U)."""
+    if not np.isfinite(scores).all():
+        raise ICMError("the model returned NaN or infinite label scores (numeric overflow in its dtype?); "
+                       "run again with --dtype float32")
+    return scores

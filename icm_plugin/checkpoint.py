@@ -1,0 +1,120 @@
+"""The search's checkpoint file: written atomically, read back with every check a resume needs.
+
+``ICM.fit`` writes ``checkpoint.json`` after every step (``icm_plugin.search``); ``icm label --resume``
+continues from it. A checkpoint may only be resumed by the command that would have written it: the same pool
+(example ids), hyperparameters, clamped labels and run (task, model, scorer, rule, data). Anything else, and
+any file that is not a whole checkpoint, is one ICMError naming the file, what differs (the flag, both values)
+and the fix. The run layer checks this before it writes anything or loads the model; ``ICM`` checks it again
+when it loads the state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from icm_plugin.errors import ICMError
+from icm_plugin.writers import json_text
+
+#: keys every checkpoint holds (``run`` is newer: checkpoints written before it are resumed without that check)
+REQUIRED_KEYS = ("version", "config", "ids", "clamped", "group_orders", "iteration", "labels", "rng", "cur", "best",
+                 "history", "conflicts", "accepted", "flips", "converged", "evaluations", "token_forwards", "seconds")
+_TYPES = {"config": dict, "ids": list, "clamped": dict, "group_orders": list, "iteration": int, "labels": list,
+          "rng": dict, "cur": dict, "history": list, "conflicts": list, "flips": int, "converged": bool}
+#: run facts recorded in the checkpoint, with the flag that sets each
+RUN_FLAGS = {"task": "--task", "data": "--data", "model": "--model", "model_type": "--model-type",
+             "model_args": "--model-args", "scorer": "--scorer", "rule": "--rule"}
+#: hyperparameters a user sets by flag; the others are named as hyperparameters
+CONFIG_FLAGS = {"alpha": "--alpha", "seed": "--seed", "iterations": "--iterations", "force_repair": "--force-repair"}
+
+
+def read_checkpoint(path: str | Path, version: int) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict with every required key.
+
+    Raises ICMError (naming the file and the fix) for a file that cannot be read, is not UTF-8 JSON, is not a
+    JSON object, lacks a key, holds a value of the wrong type or has another version.
+    """
+    path = Path(path)
+    fix = f"delete {path} to start over, or choose another --out"
+    try:
+        blob = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ICMError(f"{path}: not a checkpoint (binary, not UTF-8 JSON); {fix}") from None
+    except json.JSONDecodeError as err:
+        raise ICMError(f"{path}: checkpoint is not valid JSON ({err.msg}); delete it to start over") from None
+    except OSError as err:
+        raise ICMError(f"{path}: cannot read the checkpoint ({err.strerror}); {fix}") from None
+    if not isinstance(blob, dict):
+        raise ICMError(f"{path}: not a checkpoint (a JSON {type(blob).__name__}, expected an object); {fix}")
+    if blob.get("version") != version:
+        raise ICMError(f"{path}: checkpoint version {blob.get('version')} is not {version}; delete it")
+    for key in REQUIRED_KEYS:
+        if key not in blob:
+            raise ICMError(f"{path}: checkpoint lacks the key {key!r} (not written by `icm label`, or damaged); {fix}")
+    for key, kind in _TYPES.items():
+        if not isinstance(blob[key], kind):
+            raise ICMError(f"{path}: checkpoint key {key!r} holds a {type(blob[key]).__name__}, expected a "
+                           f"{kind.__name__}; {fix}")
+    return blob
+
+
+def check_resume(blob: dict[str, Any], path: str | Path, ids: list[str], config: dict[str, Any],
+                 clamped: dict[str, int], run: dict[str, Any] | None = None) -> None:
+    """Refuse to resume ``blob`` with another pool, run, hyperparameters or clamped labels.
+
+    ``ids``: the pool's example ids in order; ``config``: ``asdict(ICMConfig)``; ``clamped``: id -> label;
+    ``run``: the run facts of ``RUN_FLAGS`` (None: not checked). Raises ICMError naming the first setting that
+    differs, with the checkpoint's value and this command's.
+    """
+    where = f"{path}: cannot resume"
+    fix = "resume with the same settings, or choose another --out (the run folder is left as it is)"
+    if blob["ids"] != list(ids):
+        old, new = blob["ids"], list(ids)
+        extra = next((i for i in new if i not in set(old)), None)
+        detail = (f"example id {extra!r} is not in it" if extra is not None else
+                  f"it has {len(old)} examples, this pool {len(new)}" if len(old) != len(new) else "another order")
+        raise ICMError(f"{where}: it was made for a different pool ({detail}); pass the same --data and --limit, or "
+                       "choose another --out (the run folder is left as it is)")
+    saved_run = blob.get("run")
+    if run is not None and isinstance(saved_run, dict):
+        for key, flag in RUN_FLAGS.items():
+            if saved_run.get(key) != run.get(key):
+                raise ICMError(f"{where}: it was made with {flag} {_show(saved_run.get(key))}, this command has "
+                               f"{_show(run.get(key))}; {fix}")
+    saved_config = blob["config"]
+    for key in sorted(set(saved_config) | set(config), key=lambda k: (k not in CONFIG_FLAGS, k)):
+        if saved_config.get(key) != config.get(key):
+            name = CONFIG_FLAGS.get(key, f"hyperparameter {key}")
+            raise ICMError(f"{where}: it was made with {name} {_show(saved_config.get(key))}, this command has "
+                           f"{_show(config.get(key))}; {fix}")
+    if {str(k): v for k, v in blob["clamped"].items()} != {str(k): int(v) for k, v in clamped.items()}:
+        raise ICMError(f"{where}: it was made with other clamped labels ({len(blob['clamped'])} then, "
+                       f"{len(clamped)} now); resume with the same --clamp file")
+
+
+def _show(value: Any) -> str:
+    return "(none)" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def write_checkpoint(path: str | Path, blob: dict[str, Any]) -> None:
+    """Write ``blob`` to ``path`` atomically (temporary file, fsync, rename).
+
+    A kill leaves the old or the new checkpoint, never half of one. Raises ICMError when the file cannot be
+    written (full disk, read-only folder); the temporary file is removed and the previous checkpoint kept.
+    """
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json_text(blob))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ICMError(f"{path}: cannot write the checkpoint ({err.strerror}); the last one written is kept: free "
+                       "disk space or make the folder writable, then re-run with --resume") from None
