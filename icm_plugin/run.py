@@ -9,8 +9,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from icm_plugin.baselines import reference_labellings
 from icm_plugin.examples import Example
 from icm_plugin.loaders import load_examples, read_label_file
+from icm_plugin.metrics import reference_report
 from icm_plugin.preflight import (
     check_checkpoint,
     check_clamp,
@@ -128,23 +130,31 @@ def label_command(args: argparse.Namespace, plugins: list | None = None) -> int:
 
         write_labels(out, examples, icm.labels_, icm.confidence_)
         write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
+        forwards = scorer.token_forwards
+        references = reference_labellings(scorer, task, examples, icm.rule_name_)  # asking the model once
         base = {
             "task": task.name, "model": model_name, "n": len(examples), "iterations": icm.n_iter_,
-            "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
+            "converged": icm.converged_, "evaluations": icm.evaluations_, "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
             "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_, **coverage,
             "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_, "seed": args.seed,
             "alpha": cfg.alpha, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         }
         compare = Path(args.compare_to) if getattr(args, "compare_to", None) else None
         base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
+        base["reference"] = reference_report(examples, icm.labels_, references)
+        base["reference_token_forwards"] = scorer.token_forwards - forwards
         report = build_report(out, examples, base)
         write_json(out / "report.json", report)
-        plot_progress(out, examples, icm.history_)
+        plot_progress(out, examples, icm.history_, references={
+            REFERENCE_NAMES[k]: v["accuracy"] for k, v in report["reference"].items() if v["accuracy"] is not None})
         write_jsonl(out / "history.jsonl", icm.history_)
     for plugin in plugins:
         plugin.after_label(args, out)
     _print_summary(out, report)
     return 0
+
+
+REFERENCE_NAMES = {"zero_shot": "zero-shot", "zero_shot_rule": "zero-shot + rule"}
 
 
 def _print_summary(out: Path, report: dict[str, Any]) -> None:
@@ -156,6 +166,13 @@ def _print_summary(out: Path, report: dict[str, Any]) -> None:
         if report.get("gold_n", report["n"]) < report["n"]:
             line += f" (on the {report['gold_n']} of {report['n']} examples that have gold)"
     print(line)
+    refs = report.get("reference") or {}
+    if refs:
+        agree = ", ".join(f"{REFERENCE_NAMES[k]} {v['agreement']:.3f}" for k, v in refs.items())
+        print(f"icm: agreement with asking the model once (no gold needed): {agree}")
+        if acc is not None:
+            print(f"icm: accuracy: ICM {acc:.3f}; "
+                  + ", ".join(f"{REFERENCE_NAMES[k]} {v['accuracy']:.3f}" for k, v in refs.items()))
     if report.get("rule_note"):
         print(f"icm: note: {report['rule_note']}")
     if report.get("collapsed_to_one_class"):

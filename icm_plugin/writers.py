@@ -121,8 +121,10 @@ def accuracy_curve(examples: Sequence[Example], history: Sequence[dict[str, Any]
     return curve
 
 
-def plot_progress(out: Path, examples: Sequence[Example], history: Sequence[dict[str, Any]]) -> Path:
-    """progress.png: U, inconsistencies and (with gold) accuracy of the labelled part over the steps."""
+def plot_progress(out: Path, examples: Sequence[Example], history: Sequence[dict[str, Any]],
+                  references: dict[str, float] | None = None) -> Path:
+    """progress.png: U, inconsistencies and (with gold) accuracy of the labelled part over the steps, with
+    ``references`` (name -> accuracy, e.g. zero-shot) drawn as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +139,11 @@ def plot_progress(out: Path, examples: Sequence[Example], history: Sequence[dict
     axes[1].plot(steps, [h["I"] for h in history], color="tab:red")
     axes[1].set_ylabel("inconsistencies")
     if acc:
-        axes[2].plot(steps, [a if a is not None else float("nan") for a in acc], color="tab:green")
+        axes[2].plot(steps, [a if a is not None else float("nan") for a in acc], color="tab:green", label="ICM")
+        for (name, value), style in zip((references or {}).items(), ("--", ":"), strict=False):
+            axes[2].axhline(value, color="tab:gray", linestyle=style, label=f"{name} ({value:.2f})")
+        if references:
+            axes[2].legend(loc="lower right", fontsize="small")
         axes[2].set_ylabel("accuracy (labelled)")
         axes[2].set_ylim(0, 1)
     axes[-1].set_xlabel("search step")

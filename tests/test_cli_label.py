@@ -42,7 +42,8 @@ def test_run_folder_has_labels_conflicts_report_and_plot(finished_run):
     for key in ("n", "iterations", "U", "mutual_predictability", "inconsistencies", "seconds", "token_forwards",
                 "accuracy", "balanced_accuracy", "collapsed_to_one_class", "true_rate_by_slot"):
         assert key in report
-    assert report["n"] == 16 and report["iterations"] == 40 and report["token_forwards"] > 0
+    assert report["n"] == 16 and report["token_forwards"] > 0
+    assert report["iterations"] == 40 or (report["converged"] and report["iterations"] < 40)
     gold = [r["gold"] for r in labels]
     pred = [r["label"] for r in labels]
     assert report["accuracy"] == pytest.approx(sum(a == b for a, b in zip(pred, gold, strict=True)) / 16)
@@ -84,7 +85,7 @@ def test_kill_9_then_resume_gives_the_same_labels(tiny_model_dir, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if json.loads(ckpt.read_text())["iteration"] >= 8:
+            if json.loads(ckpt.read_text())["iteration"] >= 2:
                 break
         except (FileNotFoundError, json.JSONDecodeError, KeyError):
             pass
@@ -92,12 +93,13 @@ def test_kill_9_then_resume_gives_the_same_labels(tiny_model_dir, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     stopped_at = json.loads(ckpt.read_text())["iteration"]
-    assert 8 <= stopped_at < 60, "the run must be killed mid-search"
+    total = json.loads((straight / "report.json").read_text())["iterations"]
+    assert 2 <= stopped_at < total, "the run must be killed mid-search"
     assert not (killed / "labels.jsonl").exists()
     subprocess.run(ICM + label_args(tiny_model_dir, killed, *args, "--resume"), check=True, env=env, capture_output=True)
     assert read_jsonl(killed / "labels.jsonl") == read_jsonl(straight / "labels.jsonl")
     a, b = (json.loads((d / "report.json").read_text()) for d in (killed, straight))
-    assert a["U"] == b["U"] and a["iterations"] == b["iterations"] == 60
+    assert a["U"] == b["U"] and a["iterations"] == b["iterations"] <= 60
     assert read_jsonl(killed / "history.jsonl") == read_jsonl(straight / "history.jsonl")
 
 

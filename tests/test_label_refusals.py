@@ -100,7 +100,7 @@ def test_the_same_resume_is_accepted(finished, tiny_model_dir):
 @pytest.mark.parametrize(("content", "message"), [
     (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "binary, not UTF-8 JSON"),
     (b"[1, 2, 3]", "a JSON list, expected an object"),
-    (b'{"version": 1, "config": {}}', "lacks the key 'ids'"),
+    (b'{"version": 2, "config": {}}', "lacks the key 'ids'"),
     (b"", "not valid JSON"),
 ])
 def test_a_damaged_checkpoint_is_one_clear_error(tiny_model_dir, tmp_path, capsys, no_model_load, content, message):
