@@ -206,7 +206,15 @@ def test_batches_on_two_servers_label_as_the_native_scorer(server, second_server
     assert [s["scorer"] for s in served] == ["lm-eval:local-completions"] * 2
     for s, t in zip(served, local, strict=True):
         assert s["U"] == pytest.approx(t["U"], abs=50 * TOLERANCE)
-    for b in ("000", "001"):
-        labels = [(tmp_path / kind / b / "labels.jsonl").read_text() for kind in ("served", "native")]
-        assert [json.loads(x)["label"] for x in labels[0].splitlines()] == \
-            [json.loads(x)["label"] for x in labels[1].splitlines()]
+    # each batch is one pair, so its labels are the pair's zero-shot + rule decision: where the native model's
+    # two margins are closer than the two scorers may differ, either answer is within tolerance
+    lp = native.label_logprobs([ScoreRequest((), TASK.prompt(e)) for e in POOL4])
+    margin = lp[:, 1] - lp[:, 0]
+    for k, b in enumerate(("000", "001")):
+        labels = [[json.loads(x)["label"] for x in (tmp_path / kind / b / "labels.jsonl").read_text().splitlines()]
+                  for kind in ("served", "native")]
+        gap = abs(margin[2 * k] - margin[2 * k + 1])
+        print(f"batch {b}: served {labels[0]} native {labels[1]}, native margin gap {gap:.3f} nats")
+        assert sorted(labels[0]) == [0, 1]  # the rule holds
+        if gap > 4 * TOLERANCE:
+            assert labels[0] == labels[1]

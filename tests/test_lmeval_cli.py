@@ -71,4 +71,4 @@ def test_group_run_with_a_partial_labels_dict_stops_naming_the_tasks_left_out(ti
                        env={"ICM_DATA_DIR": str(DATA)})
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert "ICMError" in last and "icm_truthfulqa, icm_gsm8k, icm_alpaca" in last and "it names icm_facts" in last, last
+    assert last.startswith("lm_eval: error: icm_truthfulqa:") and "icm_truthfulqa, icm_gsm8k, icm_alpaca" in last and "it names icm_facts" in last, last
