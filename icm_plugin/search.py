@@ -81,7 +81,8 @@ class ICMConfig:
         the best-U consistent assignment, and the annealing rule judges the repaired labelling against the
         labelling the step started from; every other repair is taken only if U does not fall. False:
         ConsistencyFix never lowers U (a model biased to one label then collapses the labelling).
-    group_weight: sampling weight of an unlabelled example whose group is partly labelled (others: 1).
+    group_weight: sampling weight of an unlabelled example whose group is partly labelled (others: 1); with
+        always_add, of every unlabelled example, so the search labels the pool first and then changes labels.
     orders: layouts of the prompts (group orders) whose log-probabilities are averaged (cost: this many times
         the token-forwards per evaluation).
     seed: seeds the initial labels, the group orders of the prompts, sampling and acceptance.
@@ -390,7 +391,8 @@ class ICM:
                 for v in self._rule.group_violations(members, free_choice)] if len(members) > 1 else []
 
     def _sample(self, rng: np.random.Generator, labels: Labels, proposals: dict[int, Any]) -> int | None:
-        """An active example, weighting unlabelled members of partly labelled groups by ``group_weight``.
+        """An active example, weighting unlabelled members of partly labelled groups by ``group_weight`` (with
+        ``always_add``: every unlabelled example).
 
         Draws one uniform number whatever happens, so the random stream does not depend on the outcome.
         """
@@ -400,7 +402,9 @@ class ICM:
             return None
         weights = np.ones(len(active))
         for k, j in enumerate(active):
-            if labels[j] is None and any(labels[m] is not None for m in self._members[self._group_of[j]]):
+            # with always_add every unlabelled example comes first: the pool is labelled before labels change
+            if labels[j] is None and (self.config.always_add
+                                      or any(labels[m] is not None for m in self._members[self._group_of[j]])):
                 weights[k] = self.config.group_weight
         return active[int(np.searchsorted(np.cumsum(weights), u * weights.sum(), side="right").clip(0, len(active) - 1))]
 

@@ -149,7 +149,7 @@ def test_resume_refuses_a_checkpoint_of_another_pool(tmp_path):
 
 def test_sampling_prefers_partly_labelled_groups():
     exs = pool(20)
-    icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=0, iterations=1))
+    icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=0, iterations=1, always_add=False))
     icm.fit(exs, progress=False)
     labels = [None] * len(exs)
     labels[0] = 1  # group g0 is partly labelled; its other member should dominate the draws
@@ -158,6 +158,18 @@ def test_sampling_prefers_partly_labelled_groups():
     draws = [icm._sample(rng, labels, every) for _ in range(2000)]
     share = draws.count(1) / len(draws)
     assert share == pytest.approx(100 / (100 + len(exs) - 1), abs=0.03)
+
+
+def test_with_always_add_the_unlabelled_examples_come_first():
+    exs = pool(20)
+    icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=0, iterations=1))
+    icm.fit(exs, progress=False)
+    labels = [1] * 10 + [None] * (len(exs) - 10)
+    rng = np.random.default_rng(0)
+    every = {j: {j: 0} for j in range(len(exs))}
+    draws = [icm._sample(rng, labels, every) for _ in range(2000)]
+    share = sum(d >= 10 for d in draws) / len(draws)
+    assert share == pytest.approx(100 * 10 / (100 * 10 + 10), abs=0.02)
 
 
 def test_without_consistency_a_herding_model_collapses():
