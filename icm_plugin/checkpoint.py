@@ -16,7 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from icm_plugin.errors import ICMError
+from icm_plugin.objective import Evaluation
 from icm_plugin.writers import json_text
 
 #: keys every checkpoint holds (``run`` is newer: checkpoints written before it are resumed without that check)
@@ -24,6 +27,8 @@ REQUIRED_KEYS = ("version", "config", "ids", "clamped", "group_orders", "iterati
                  "history", "conflicts", "accepted", "flips", "converged", "evaluations", "token_forwards", "seconds")
 _TYPES = {"config": dict, "ids": list, "clamped": dict, "group_orders": list, "iteration": int, "labels": list,
           "rng": dict, "cur": dict, "history": list, "conflicts": list, "flips": int, "converged": bool}
+#: the search state stored as it is (the rest: labels of the current evaluation, counters, the random state)
+STATE_KEYS = ("iteration", "labels", "best", "history", "conflicts", "accepted", "flips", "converged")
 #: run facts recorded in the checkpoint, with the flag that sets each
 RUN_FLAGS = {"task": "--task", "data": "--data", "model": "--model", "model_type": "--model-type",
              "model_args": "--model-args", "scorer": "--scorer", "rule": "--rule"}
@@ -118,3 +123,14 @@ def write_checkpoint(path: str | Path, blob: dict[str, Any]) -> None:
             tmp.unlink(missing_ok=True)
         raise ICMError(f"{path}: cannot write the checkpoint ({err.strerror}); the last one written is kept: free "
                        "disk space or make the folder writable, then re-run with --resume") from None
+
+
+def evaluation_blob(ev: Evaluation) -> dict[str, Any]:
+    """``ev`` as JSON-ready values (label log-probabilities per example index)."""
+    return {"U": ev.U, "P": ev.mutual_predictability, "I": ev.inconsistencies,
+            "logprobs": {str(i): v.tolist() for i, v in ev.logprobs.items()}}
+
+
+def evaluation_from_blob(c: dict[str, Any]) -> Evaluation:
+    """The inverse of ``evaluation_blob``."""
+    return Evaluation(c["U"], c["P"], c["I"], {int(i): np.asarray(v) for i, v in c["logprobs"].items()})

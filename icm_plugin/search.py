@@ -25,122 +25,36 @@ The search never sees gold labels: ``fit`` strips them before anything else.
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from icm_plugin.annealing import accept, temperature
-from icm_plugin.checkpoint import check_resume, read_checkpoint, write_checkpoint
+from icm_plugin.checkpoint import (
+    STATE_KEYS,
+    check_resume,
+    evaluation_blob,
+    evaluation_from_blob,
+    read_checkpoint,
+    write_checkpoint,
+)
 from icm_plugin.consistency import ConsistencyRule, Violation, make_rule
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
-from icm_plugin.objective import CONTEXTS, SCALES, Evaluation, Objective, evaluate, group_members
+from icm_plugin.icm_config import PROPOSALS, ICMConfig
+from icm_plugin.objective import Evaluation, evaluate, group_members
+from icm_plugin.proposals import best_assignment
 from icm_plugin.scoring.base import Scorer
 from icm_plugin.tasks import Task
 
+__all__ = ["CHECKPOINT_VERSION", "ICM", "PROPOSALS", "ICMConfig"]
+
 CHECKPOINT_VERSION = 2
-PROPOSALS = ("group", "example")
-# groups larger than this are decoded member by member and repaired, not by enumerating assignments
-MAX_ENUMERATED_GROUP = 12
-
-
-@dataclass
-class ICMConfig:
-    """Hyperparameters, named and defaulted as in the paper and the authors' code, in one place.
-
-    alpha: weight of mutual predictability in U = alpha * P - I.
-    context: "group" (default): an example's demonstrations leave out its own consistency group; "loo": every
-        other labelled example (the paper's exact setting). See ``icm_plugin.objective``.
-    scale: "logodds" (default, the authors' code): P is the mean signed log-odds of the labels; "logprob":
-        the mean log-probability of the labels (nats).
-    proposal: "group" (default) or "example" (the paper): see the module docstring.
-    normalise: "pool" (default): P divides the labelled examples' gain over chance by the pool size; "labelled":
-        the mean over the labelled examples (the authors' code). See ``icm_plugin.objective``.
-    initial_temperature, final_temperature, cooling: T = max(Tmin, T0 / (1 + cooling * ln(1 + flips))), flips =
-        accepted steps the annealing rule judged (see always_add).
-    temperature_unit: "example" (default): T0 and Tmin are in nats of ONE example's term, i.e. multiplied by
-        alpha / n in units of U: a flip that changes one example's term by one nat changes U by alpha / n, so
-        the acceptance of a move of a given size is the same at every pool size. "U": in units of U (the
-        paper's T0 = 10, Tmin = 0.01).
-    always_add: True (default): a step that only labels unlabelled examples is always taken and the annealing
-        rule judges the steps that change labels: U compares labellings of the same examples, and the search
-        must label the whole pool. The temperature then cools on those judged flips alone. False (the
-        authors' code): every step is judged and every accepted one cools the temperature.
-    num_seed: K, examples given random balanced labels before the search starts.
-    iterations: at most this many steps; None means ``iterations_per_example`` x pool size (the authors' code:
-        3000 steps for 256 examples). The search stops earlier at a fixed point.
-    consistency_fix_steps: violations ConsistencyFix tries to repair per step (proposal "example").
-    force_repair: True (default): a violation the step's own new label introduced is always repaired, with
-        the best-U consistent assignment, and the annealing rule judges the repaired labelling against the
-        labelling the step started from; every other repair is taken only if U does not fall. False:
-        ConsistencyFix never lowers U (a model biased to one label then collapses the labelling).
-    group_weight: sampling weight of an unlabelled example whose group is partly labelled (others: 1); with
-        always_add, of every unlabelled example, so the search labels the pool first and then changes labels.
-    orders: layouts of the prompts (group orders) whose log-probabilities are averaged (cost: this many times
-        the token-forwards per evaluation).
-    seed: seeds the initial labels, the group orders of the prompts, sampling and acceptance.
-    """
-
-    alpha: float = 50.0
-    context: str = "group"
-    scale: str = "logodds"
-    proposal: str = "group"
-    normalise: str = "pool"
-    initial_temperature: float = 1.0
-    final_temperature: float = 0.001
-    cooling: float = 2.0
-    temperature_unit: str = "example"
-    always_add: bool = True
-    num_seed: int = 8
-    iterations: int | None = None
-    consistency_fix_steps: int = 10
-    force_repair: bool = True
-    group_weight: float = 100.0
-    orders: int = 1
-    seed: int = 0
-
-    iterations_per_example: ClassVar[int] = 12
-
-    def __post_init__(self):
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise ICMError(f"alpha must be a positive number, got {self.alpha}")
-        if self.context not in CONTEXTS:
-            raise ICMError(f"unknown context {self.context!r}; choose one of {', '.join(CONTEXTS)}")
-        if self.scale not in SCALES:
-            raise ICMError(f"unknown scale {self.scale!r}; choose one of {', '.join(SCALES)}")
-        if self.normalise not in ("pool", "labelled"):
-            raise ICMError(f"unknown normalisation {self.normalise!r}; choose pool or labelled")
-        if self.proposal not in PROPOSALS:
-            raise ICMError(f"unknown proposal {self.proposal!r}; choose one of {', '.join(PROPOSALS)}")
-        if self.iterations is not None and self.iterations < 1:
-            raise ICMError(f"iterations must be at least 1, got {self.iterations}")
-        if self.temperature_unit not in ("example", "U"):
-            raise ICMError(f"unknown temperature unit {self.temperature_unit!r}; choose example or U")
-        if not (self.initial_temperature > 0 and self.final_temperature > 0):
-            raise ICMError("temperatures must be positive")
-        if self.orders < 1:
-            raise ICMError(f"orders must be at least 1, got {self.orders}")
-        if self.num_seed < 0:
-            raise ICMError(f"num_seed cannot be negative, got {self.num_seed}")
-
-    @classmethod
-    def paper(cls, **overrides: Any) -> ICMConfig:
-        """The paper's setting: own group shown, per-example proposals, signed log-odds (authors' code)."""
-        return cls(**({"context": "loo", "proposal": "example", "scale": "logodds", "normalise": "labelled",
-                       "always_add": False,
-                       "initial_temperature": 10.0,
-                       "final_temperature": 0.01, "temperature_unit": "U"} | overrides))
-
-    @property
-    def objective(self) -> Objective:
-        return Objective(alpha=self.alpha, context=self.context, scale=self.scale, normalise=self.normalise)
 
 
 Labels = list[int | None]
@@ -347,39 +261,7 @@ class ICM:
         return out
 
     def _best_assignment(self, members: list[int], labels: Labels, cur: Evaluation) -> dict[int, int]:
-        """The rule-consistent labels of one group (clamps kept) with the highest sum of the members' terms."""
-        free = [j for j in members if j not in self._clamped]
-        fixed = {j: self._clamped[j] for j in members if j in self._clamped}
-        term = self._objective.term
-        if len(free) > MAX_ENUMERATED_GROUP:  # member-wise argmax, then repairs by the members' terms
-            trial: Labels = list(labels)
-            for j in free:
-                trial[j] = int(np.argmax(cur.logprobs[j]))
-            for _ in range(len(members)):
-                found = self._rule.violations(trial, set(members))
-                if not found:
-                    break
-                options = [o for o in self._rule.repairs(found[0], trial) if all(j not in fixed for j in o)]
-                if not options:
-                    break
-                for j, y in max(options, key=lambda o: sum(term(cur.logprobs[j], y) for j, y in o.items())).items():
-                    trial[j] = y
-            return {j: int(trial[j]) for j in members}
-        best, best_score = None, -math.inf
-        trial = list(labels)
-        for values in itertools.product((0, 1), repeat=len(free)):
-            for j, y in zip(free, values, strict=True):
-                trial[j] = y
-            for j, y in fixed.items():
-                trial[j] = y
-            if self._rule.group_violations(members, trial) if len(members) > 1 else []:
-                continue
-            score = sum(term(cur.logprobs[j], trial[j]) for j in members)
-            if score > best_score:
-                best, best_score = {j: int(trial[j]) for j in members}, score
-        if best is None:  # clamps make every assignment inconsistent: keep them, decode the rest freely
-            best = {j: fixed.get(j, int(np.argmax(cur.logprobs[j]))) for j in members}
-        return best
+        return best_assignment(self._rule, members, labels, cur.logprobs, self._clamped, self._objective.term)
 
     def _group_conflicts(self, i: int, labels: Labels, cur: Evaluation, assignment: dict[int, int], it: int):
         """A record when the members' own most likely labels break the rule (the group proposal repaired it)."""
@@ -503,27 +385,14 @@ class ICM:
     # ---- checkpoint ---------------------------------------------------------------------------------
     def _save_checkpoint(self, path: Path, state: dict[str, Any], rng: np.random.Generator,
                          start_forwards: int, t_start: float) -> None:
-        cur: Evaluation = state["cur"]
-        blob = {
-            "version": CHECKPOINT_VERSION,
-            "config": asdict(self.config),
-            "ids": [e.id for e in self._pool],
-            "clamped": {self._pool[i].id: y for i, y in self._clamped.items()},
-            "group_orders": self._group_orders,
-            "iteration": state["iteration"],
-            "labels": state["labels"],
-            "rng": rng.bit_generator.state,
-            "cur": _evaluation_blob(cur),
-            "best": state["best"],
-            "history": state["history"],
-            "conflicts": state["conflicts"],
-            "accepted": state["accepted"],
-            "flips": state["flips"],
-            "converged": state["converged"],
-            "evaluations": state["evaluations"] + self._evaluations,
-            "token_forwards": state["token_forwards"] + self.scorer.token_forwards - start_forwards,
-            "seconds": state["seconds"] + time.perf_counter() - t_start,
-        }
+        blob = {"version": CHECKPOINT_VERSION, "config": asdict(self.config), "ids": [e.id for e in self._pool],
+                "clamped": {self._pool[i].id: y for i, y in self._clamped.items()},
+                "group_orders": self._group_orders, "rng": rng.bit_generator.state,
+                "cur": evaluation_blob(state["cur"])}
+        blob |= {k: state[k] for k in STATE_KEYS}
+        blob |= {"evaluations": state["evaluations"] + self._evaluations,
+                 "token_forwards": state["token_forwards"] + self.scorer.token_forwards - start_forwards,
+                 "seconds": state["seconds"] + time.perf_counter() - t_start}
         if self._run_info is not None:
             blob["run"] = self._run_info
         write_checkpoint(path, blob)  # atomic: a kill leaves the old or the new checkpoint, never half of one
@@ -535,18 +404,9 @@ class ICM:
         rng = np.random.default_rng()
         rng.bit_generator.state = blob["rng"]
         self._group_orders = blob["group_orders"]
-        c = blob["cur"]
-        cur = Evaluation(c["U"], c["P"], c["I"], {int(i): np.asarray(v) for i, v in c["logprobs"].items()})
+        cur = evaluation_from_blob(blob["cur"])
         self._memo[tuple(blob["labels"])] = cur
-        return {"rng": rng, "labels": blob["labels"], "cur": cur, "iteration": blob["iteration"],
-                "history": blob["history"], "conflicts": blob["conflicts"], "accepted": blob["accepted"], "flips": blob["flips"],
-                "converged": blob["converged"], "evaluations": blob["evaluations"], "best": blob["best"],
-                "token_forwards": blob["token_forwards"], "seconds": blob["seconds"]}
-
-
-def _evaluation_blob(ev: Evaluation) -> dict[str, Any]:
-    return {"U": ev.U, "P": ev.mutual_predictability, "I": ev.inconsistencies,
-            "logprobs": {str(i): v.tolist() for i, v in ev.logprobs.items()}}
+        return {"rng": rng, "cur": cur} | {k: blob[k] for k in (*STATE_KEYS, "evaluations", "token_forwards", "seconds")}
 
 
 def _count(labels: Labels) -> int:
