@@ -67,7 +67,7 @@ class ICMConfig:
     orders: int = 1
     seed: int = 0
 
-    iterations_per_example: ClassVar[int] = 12
+    iterations_per_example: ClassVar[int] = 4
 
     def __post_init__(self):
         if not (math.isfinite(self.alpha) and self.alpha > 0):

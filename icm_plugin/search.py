@@ -253,15 +253,21 @@ class ICM:
                     out[i] = {i: y}
             return out
         for members in self._members.values():
-            best = self._best_assignment(members, labels, cur)
+            # with always_add a partly labelled group is completed, its labelled members kept: an addition
+            keep = self.config.always_add and any(labels[j] is None for j in members)
+            best = self._best_assignment(members, labels, cur, keep)
             if any(labels[j] != y for j, y in best.items()):
                 for j in members:
                     if j not in self._clamped:
                         out[j] = best
         return out
 
-    def _best_assignment(self, members: list[int], labels: Labels, cur: Evaluation) -> dict[int, int]:
-        return best_assignment(self._rule, members, labels, cur.logprobs, self._clamped, self._objective.term)
+    def _best_assignment(self, members: list[int], labels: Labels, cur: Evaluation,
+                         keep_labelled: bool = False) -> dict[int, int]:
+        fixed = self._clamped
+        if keep_labelled:
+            fixed = fixed | {j: labels[j] for j in members if labels[j] is not None}
+        return best_assignment(self._rule, members, labels, cur.logprobs, fixed, self._objective.term)
 
     def _group_conflicts(self, i: int, labels: Labels, cur: Evaluation, assignment: dict[int, int], it: int):
         """A record when the members' own most likely labels break the rule (the group proposal repaired it)."""
@@ -342,7 +348,7 @@ class ICM:
             new = list(labels)
             for members in self._members.values():
                 if any(new[j] is None for j in members):
-                    for j, y in self._best_assignment(members, labels, cur).items():
+                    for j, y in self._best_assignment(members, labels, cur, keep_labelled=True).items():
                         new[j] = y
             changes = {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]}
             state["labels"], state["cur"] = new, self._evaluate(new)

@@ -18,6 +18,8 @@ def test_real_gemma_run_on_a_small_facts_pool(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["model"] == "gemma-3-270m" and report["n"] == 8
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["balanced_accuracy"] <= 1
-    assert report["mutual_predictability"] < 0 and report["token_forwards"] > 0
+    # P is the mean signed log-odds of the labels (pool-normalised): any sign; U = alpha * P - I
+    assert report["U"] == pytest.approx(50 * report["mutual_predictability"] - report["inconsistencies"])
+    assert report["token_forwards"] > 0 and set(report["reference"]) == {"zero_shot", "zero_shot_rule"}
     labels = [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 8 and all(0 < r["confidence"] < 1 for r in labels)

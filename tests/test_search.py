@@ -257,3 +257,20 @@ def test_orders_lay_the_prompts_out_several_ways():
     assert len(one.group_orders_) == 1 and len(two.group_orders_) == 2
     assert two.group_orders_[0] == one.group_orders_[0] != two.group_orders_[1]
     assert sorted(two.group_orders_[1]) == sorted(one.group_orders_[0])
+
+
+def test_with_always_add_the_labelling_phase_only_adds():
+    # the seeds' random labels are wrong half the time; the group proposal must complete a seeded group
+    # around its seed (an addition, always taken) instead of proposing a judged flip that can be refused
+    exs = pool(12)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=1.0, herd=1.0), seed=5, num_seed=8)
+    labels: dict[str, int] = dict(icm.history_[0]["changes"])
+    additions = 0
+    for h in icm.history_[1:]:
+        if any(k not in labels for k in h["changes"]):
+            # a step that labels something is never judged and changes no label already given
+            assert h["accepted"] and not h["judged"], h
+            assert all(k not in labels for k in h["changes"]), h
+            additions += 1
+        labels |= h["changes"]
+    assert len(labels) == len(exs) and additions <= len(exs) // 2  # at most one step per group
