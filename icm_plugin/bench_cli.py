@@ -1,4 +1,4 @@
-"""`icm train` and `icm bench`: a plugin of the ``icm`` CLI (``add_commands`` plus no-op ``icm label`` hooks).
+"""`icm train` and `icm bench`: a plugin of the ``icm`` CLI (``add_commands``; no options or hooks of ``icm label``).
 
 Light on purpose: the ``icm`` CLI imports plugins on every call; torch, transformers and lm-eval load only when a
 command runs.
@@ -7,9 +7,6 @@ command runs.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from icm_plugin.tasks import Task
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -24,9 +21,5 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
     return None
 
 
-def load_pool(args: argparse.Namespace, task: Task) -> None:
-    return None
-
-
-def after_label(args: argparse.Namespace, run_dir: Path) -> None:
-    return None
+def label_hooks(args: argparse.Namespace) -> list:
+    return []
