@@ -163,6 +163,20 @@ def markdown(rows: list[dict], settings) -> str:
     return "\n".join(out)
 
 
+def merge_tables(blobs: list[dict]) -> tuple[list[dict], list[tuple[str, None]]]:
+    """Rows of several ``--json`` files: per seed, the first file's baselines and every file's ICM settings
+    (only seeds present in every file)."""
+    seeds = set.intersection(*({r["seed"] for r in b["rows"]} for b in blobs))
+    rows = []
+    for seed in sorted(seeds):
+        row = dict(next(r for r in blobs[0]["rows"] if r["seed"] == seed))
+        for b in blobs[1:]:
+            row |= {k: v for k, v in next(r for r in b["rows"] if r["seed"] == seed).items() if k.startswith("icm:")}
+        rows.append(row)
+    settings = [(s["name"], None) for b in blobs for s in b["settings"]]
+    return rows, settings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
@@ -172,7 +186,13 @@ def main() -> None:
     ap.add_argument("--icm", nargs="+", default=["default", "paper"], help="ICM settings to run")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--tables", nargs="+", metavar="JSON", help="print the tables of earlier --json files (their "
+                    "ICM settings side by side, seed by seed; the baselines from the first) and exit")
     args = ap.parse_args()
+    if args.tables:
+        rows, settings = merge_tables([json.loads(Path(f).read_text()) for f in args.tables])
+        print(markdown(rows, settings))
+        return
     from icm_plugin.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 

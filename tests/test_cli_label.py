@@ -44,6 +44,9 @@ def test_run_folder_has_labels_conflicts_report_and_plot(finished_run):
         assert key in report
     assert report["n"] == 16 and report["token_forwards"] > 0
     assert report["iterations"] == 40 or (report["converged"] and report["iterations"] < 40)
+    assert set(report["reference"]) == {"zero_shot", "zero_shot_rule"} and report["reference_token_forwards"] > 0
+    for row in report["reference"].values():  # the tiny pool has gold on every example
+        assert 0 <= row["agreement"] <= 1 and 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy"] <= 1
     gold = [r["gold"] for r in labels]
     pred = [r["label"] for r in labels]
     assert report["accuracy"] == pytest.approx(sum(a == b for a, b in zip(pred, gold, strict=True)) / 16)
