@@ -36,7 +36,7 @@ def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example]) -> list
 def reference_labellings(scorer: Scorer, task: Task, examples: Sequence[Example], rule: str) -> dict[str, list[int]]:
     """What asking the model once gives: ``zero_shot`` (each claim's own answer) and ``zero_shot_rule`` (the same
     scores decoded under the task's consistency rule), for the run report to stand ICM's labels beside."""
-    from icm_plugin.bootstrap import rule_decode
+    from icm_plugin.consistency import rule_decode
 
     pool = [e.without_gold() for e in examples]
     scores = zero_shot_scores(scorer, task, pool)

@@ -15,7 +15,6 @@ backend takes several searches at once (``parallel_capacity`` > 1, e.g. an API b
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -24,16 +23,21 @@ import queue
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
+from icm_plugin.icm_config import ICMConfig
+from icm_plugin.job import LabelJob, load_pool
 from icm_plugin.loaders import group_key
+from icm_plugin.preflight import check_checkpoint, check_clamp, check_pool_memory, rule_coverage
+from icm_plugin.run_folder import RunFolder
+from icm_plugin.rundir import RunDir
 from icm_plugin.scoring.base import Scorer
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import Task
+from icm_plugin.search import ICM
+from icm_plugin.tasks import DEMO_SEPARATOR, Task, get_task
 from icm_plugin.writers import (
     build_report,
     plot_progress,
@@ -88,71 +92,53 @@ def batch_name(index: int) -> str:
     return f"{index:03d}"
 
 
-def label_in_batches(args: argparse.Namespace, plugins: list | None = None) -> int:
-    """`icm label --batch-size N` end to end; returns the exit code (ICMError for user mistakes)."""
-    from icm_plugin.preflight import (
-        check_checkpoint,
-        check_clamp,
-        check_pool_memory,
-        rule_coverage,
-        run_info,
-    )
-    from icm_plugin.run import build_config, default_out, load_pool, read_clamp_file
-    from icm_plugin.rundir import RunDir
-    from icm_plugin.scoring.registry import model_name_for_args, scorer_for_args
-    from icm_plugin.tasks import DEMO_SEPARATOR, get_task
-
-    plugins = plugins or []
-    task = get_task(args.task)
-    examples = load_pool(args, task, plugins)
-    clamped = read_clamp_file(args.clamp) if args.clamp else {}
-    check_clamp(clamped, examples, args.clamp)
-    rule = args.rule or task.rule_for(examples)
-    model_name = model_name_for_args(args)
-    out = Path(args.out) if args.out else default_out(task.name, model_name, args.seed)
-    cfg = build_config(args)
-    info = run_info(args, task, rule)
-    batches = split_by_group(examples, args.batch_size)
-    manifest = {"batch_size": args.batch_size, "seed": cfg.seed,
+def label_in_batches(job: LabelJob) -> RunFolder:
+    """``label(job)`` with ``job.batch_size`` (`icm label --batch-size N`): one search per batch, merged into
+    one run folder, which it returns. Raises ICMError for user mistakes."""
+    task = get_task(job.task)
+    examples = load_pool(job, task)
+    clamped = job.clamps()
+    check_clamp(clamped, examples, job.clamp_source)
+    rule = job.rule or task.rule_for(examples)
+    model_name = job.model.display_name
+    out = job.out_dir(task)
+    cfg = job.config
+    info = job.run_info(task, rule)
+    batches = split_by_group(examples, job.batch_size or 0)
+    manifest = {"batch_size": job.batch_size, "seed": cfg.seed,
                 "batches": [{"batch": batch_name(b), "ids": [e.id for e in batch]} for b, batch in enumerate(batches)]}
-    with RunDir.open(out, args.resume) as run_dir, run_dir.guard():
+    with RunDir.open(out, job.resume) as run_dir, run_dir.guard():
         _check_manifest(out / MANIFEST, manifest)
-        if args.resume:  # every batch's checkpoint, finished ones too, before anything is written
+        if job.resume:  # every batch's checkpoint, finished ones too, before anything is written
             for b, batch in enumerate(batches):
                 ids = {e.id for e in batch}
                 check_checkpoint(out / "batches" / batch_name(b) / "checkpoint.json", batch,
                                  replace(cfg, seed=cfg.seed + b), {i: y for i, y in clamped.items() if i in ids}, info)
-        coverage = rule_coverage(examples, rule, args.data or task.name)
-        scorer = scorer_for_args(args, task.label_words, DEMO_SEPARATOR)
-        if getattr(args, "memory_limit", None) is not None and hasattr(scorer, "memory_budget"):
-            scorer.memory_budget = args.memory_limit
+        coverage = rule_coverage(examples, rule, job.data or task.name)
+        scorer = job.model.build(task.label_words, DEMO_SEPARATOR)
         for batch in batches:
-            check_pool_memory(scorer, task, batch, args.data or f"the {task.name} pool")
+            check_pool_memory(scorer, task, batch, job.data or f"the {task.name} pool")
         write_json(out / MANIFEST, manifest)
         write_examples(out, examples)
-        write_json(out / "config.json", {
-            "task": task.name, "model": args.model, "model_type": getattr(args, "model_type", None),
-            "model_args": getattr(args, "model_args", None), "data": args.data, "limit": args.limit,
-            "rule": rule, "scorer": getattr(args, "scorer", "prefix"),
-            "clamp": args.clamp, "batch_size": args.batch_size, "batches": len(batches),
-            "hyperparameters": asdict(cfg), "batch_seeds": "seed + batch index"})
+        write_json(out / "config.json", job.config_record(task, rule, batch_size=job.batch_size,
+                                                          batches=len(batches), batch_seeds="seed + batch index"))
 
         print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} in {len(batches)} "
-              f"batches of <= {args.batch_size} -> {out}")
-        runner = BatchRunner(scorer, task, cfg, rule=args.rule, resume=args.resume, run_info=info)
+              f"batches of <= {job.batch_size} -> {out}")
+        runner = BatchRunner(scorer, task, cfg, rule=job.rule, resume=job.resume, run_info=info)
         summaries = runner.run(batches, clamped, out / "batches")
         report = merge_batches(out, examples, batches, summaries, base={
-            "task": task.name, "model": model_name, "seed": args.seed, "alpha": cfg.alpha, "rule": rule, **coverage,
-            "batch_size": args.batch_size, "clamp": {"clamped": len(clamped)},
+            "task": task.name, "model": model_name, "seed": cfg.seed, "alpha": cfg.alpha, "rule": rule, **coverage,
+            "batch_size": job.batch_size, "clamp": {"clamped": len(clamped)},
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip()})
-    for plugin in plugins:
-        plugin.after_label(args, out)
+    for hook in job.hooks:
+        hook.after_label(job, out)
     print(f"icm: done: n={report['n']} in {len(batches)} batches, inconsistencies={report['inconsistencies']} "
           f"{report['seconds']:.0f}s {report['token_forwards']} token-forwards"
           + (f"; vs gold: accuracy={report['accuracy']:.3f}" if report.get("accuracy") is not None else ""))
     print(f"icm: labels:  {out / 'labels.jsonl'}")
     print(f"icm: report:  {out / 'report.json'}  (per batch: {out / 'batches'}/NNN/)")
-    return 0
+    return RunFolder.read(out)
 
 
 class BatchRunner:

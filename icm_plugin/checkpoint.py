@@ -33,7 +33,8 @@ STATE_KEYS = ("iteration", "labels", "best", "history", "conflicts", "accepted",
 RUN_FLAGS = {"task": "--task", "data": "--data", "model": "--model", "model_type": "--model-type",
              "model_args": "--model-args", "scorer": "--scorer", "rule": "--rule"}
 #: hyperparameters a user sets by flag; the others are named as hyperparameters
-CONFIG_FLAGS = {"alpha": "--alpha", "seed": "--seed", "iterations": "--iterations", "force_repair": "--force-repair"}
+CONFIG_FLAGS = {"alpha": "--alpha", "seed": "--seed", "iterations": "--iterations", "force_repair": "--force-repair",
+                "context": "--context", "scale": "--scale", "orders": "--orders"}
 
 
 def read_checkpoint(path: str | Path, version: int) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def _memory_size(text: str) -> int:
 
 
 def _add_label(sub: argparse._SubParsersAction) -> None:
-    from icm_plugin.search import ICMConfig
+    from icm_plugin.icm_config import ICMConfig
 
     p = sub.add_parser("label", help="label a pool with ICM (no human labels)")
     p.add_argument("--task", default="facts", help="built-in task: claims, comparisons, truthfulqa, gsm8k, alpaca, facts")
@@ -62,6 +62,17 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=_positive_float, default=None, help="weight of mutual predictability, > 0 (paper: 50)")
     p.add_argument("--force-repair", action=argparse.BooleanOptionalAction, default=None,
                    help="repair every violation a step's new label introduces even when that lowers U (default: on)")
+    p.add_argument("--context", default=None, choices=["group", "loo"],
+                   help="an example's demonstrations: group = every labelled example outside its own consistency "
+                        "group (default); loo = every other labelled example (the paper's leave-one-out)")
+    p.add_argument("--scale", default=None, choices=["logodds", "logprob"],
+                   help="P as the mean signed log-odds of the labels (logodds, default, the authors' code) or "
+                        "their mean log-probability in nats (logprob)")
+    p.add_argument("--orders", type=_int_at_least(1), default=None, metavar="N",
+                   help="prompt orders whose log-probabilities are averaged (default 1; costs N x the token-forwards)")
+    p.add_argument("--paper", action="store_true",
+                   help="the authors' setting (ICMConfig.paper(): leave-one-out, per-example proposals, mean over "
+                        "labelled examples, T0 = 10 in units of U); other flags given still override")
     p.add_argument("--clamp", default=None, help="jsonl of {id, label}: labels the search must keep (human corrections)")
     p.add_argument("--compare-to", default=None, help="earlier run folder (same seed): report how many labels the clamps changed")
     p.add_argument("--scorer", default="prefix", choices=["prefix", "levels", "batched", "reference"],
@@ -82,10 +93,37 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_label)
 
 
-def _cmd_label(args: argparse.Namespace) -> int:
-    from icm_plugin.run import label_command
+def icm_config(args: argparse.Namespace):
+    """The ``ICMConfig`` of `icm label`'s flags: ``ICMConfig()`` (``ICMConfig.paper()`` with ``--paper``) with the
+    flags given overriding. Raises ICMError for values it refuses."""
+    from icm_plugin.icm_config import ICMConfig
 
-    return label_command(args, plugins=_plugins())
+    flags = {"seed": args.seed, "iterations": args.iterations, "alpha": args.alpha,
+             "force_repair": getattr(args, "force_repair", None), "context": getattr(args, "context", None),
+             "scale": getattr(args, "scale", None), "orders": getattr(args, "orders", None)}
+    given = {k: v for k, v in flags.items() if v is not None}
+    return ICMConfig.paper(**given) if getattr(args, "paper", False) else ICMConfig(**given)
+
+
+def label_job(args: argparse.Namespace, plugins: list | None = None):
+    """The ``LabelJob`` of a parsed `icm label` command line; each plugin turns its options into hooks."""
+    from icm_plugin.job import LabelJob, ModelSpec
+
+    model = ModelSpec(model=args.model, dtype=args.dtype, device=args.device, scorer=args.scorer,
+                      model_type=args.model_type, model_args=args.model_args,
+                      memory_limit=args.memory_limit)
+    hooks = tuple(hook for plugin in (plugins if plugins is not None else _plugins())
+                  for hook in plugin.label_hooks(args))
+    return LabelJob(task=args.task, data=args.data, model=model, config=icm_config(args), limit=args.limit,
+                    rule=args.rule, clamp=args.clamp, compare_to=args.compare_to, out=args.out, resume=args.resume,
+                    batch_size=args.batch_size, hooks=hooks)
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from icm_plugin.run import label
+
+    label(label_job(args))
+    return 0
 
 
 def _add_labels_to_hf(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +156,8 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 
 
 def _plugins() -> list:
-    """Optional command groups living in sub-packages (Argilla, ...), each a module with add_commands()."""
+    """Optional command groups living in sub-packages (Argilla, ...): each module has ``add_commands(sub)``,
+    ``add_label_options(parser)`` and ``label_hooks(args)`` (its `icm label` options as the job's hooks)."""
     mods = []
     for name in ("icm_plugin.argilla.cli", "icm_plugin.lmeval.cli", "icm_plugin.bench_cli"):
         try:

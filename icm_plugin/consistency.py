@@ -11,6 +11,9 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from icm_plugin.examples import Example
 
@@ -150,3 +153,45 @@ def make_rule(name: str, examples: Sequence[Example]) -> ConsistencyRule:
     if name not in RULES:
         raise ValueError(f"unknown consistency rule {name!r}; choose one of {sorted(RULES)}")
     return RULES[name](examples)
+
+
+def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str) -> list[int]:
+    """The most likely labelling that satisfies ``rule``, group by group, from per-example log-probabilities.
+
+    ``scores``: shape (n, 2), log p(False), log p(True). Rules: ``none`` (each example's argmax), ``exactly_one``
+    (the group's most likely True; a group of one is free), ``same_key`` (members sharing a key share the label: the sign of their summed
+    margin), ``key`` (same, and at most one key True: the best key if its margin is positive). Examples without
+    a ``consistency_id`` get their own argmax, as the rules leave them free.
+    """
+    margin = scores[:, 1] - scores[:, 0]
+    if rule == "none":
+        return [int(m > 0) for m in margin]
+    labels = [int(m > 0) for m in margin]  # examples outside any group have no constraint
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        if e.consistency_id is not None:
+            groups[str(e.consistency_id)].append(i)
+    for members in groups.values():
+        for i in members:
+            labels[i] = 0
+        if rule == "exactly_one":
+            if len(members) == 1:  # the rule constrains groups of two or more
+                labels[members[0]] = int(margin[members[0]] > 0)
+                continue
+            labels[max(members, key=lambda i: margin[i])] = 1
+            continue
+        by_key: dict[Any, list[int]] = defaultdict(list)
+        for i in members:
+            by_key[examples[i].consistency_key].append(i)
+        key_margin = {k: float(sum(margin[i] for i in ms)) for k, ms in by_key.items()}
+        if rule == "same_key":
+            true_keys = {k for k, m in key_margin.items() if m > 0}
+        elif rule == "key":
+            best = max(key_margin, key=key_margin.__getitem__)
+            true_keys = {best} if key_margin[best] > 0 else set()
+        else:
+            raise ValueError(f"unknown consistency rule {rule!r}")
+        for k in true_keys:
+            for i in by_key[k]:
+                labels[i] = 1
+    return labels

@@ -6,7 +6,6 @@ Every refusal is one ICMError naming the file, id, flag or record and the fix.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ from typing import Any
 from icm_plugin.checkpoint import check_resume, read_checkpoint
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
-from icm_plugin.search import CHECKPOINT_VERSION, ICMConfig
+from icm_plugin.icm_config import ICMConfig
+from icm_plugin.search import CHECKPOINT_VERSION
 from icm_plugin.tasks import Task
 
 
@@ -37,17 +37,6 @@ def check_compare_to(path: str | None) -> None:
     labels = Path(path) / "labels.jsonl"
     if not labels.is_file():
         raise ICMError(f"{labels} not found: --compare-to needs a finished run folder")
-
-
-def run_info(args: argparse.Namespace, task: Task, rule: str) -> dict[str, Any]:
-    """The run facts a checkpoint records and a resume must match (``icm_plugin.checkpoint.RUN_FLAGS``)."""
-    data = getattr(args, "data", None)
-    if getattr(args, "argilla_dataset", None):
-        data = f"argilla:{args.argilla_dataset}"
-    model_type = getattr(args, "model_type", None)
-    return {"task": task.name, "data": data, "model": None if model_type else args.model, "model_type": model_type,
-            "model_args": (getattr(args, "model_args", None) or None) if model_type else None,
-            "scorer": None if model_type else getattr(args, "scorer", "prefix"), "rule": rule}
 
 
 def check_checkpoint(path: Path, examples: Sequence[Example], cfg: ICMConfig, clamped: dict[str, int],

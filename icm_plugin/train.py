@@ -10,7 +10,6 @@ A few consistency groups are held out to report a held-out loss and accuracy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -284,7 +283,7 @@ def training_pool(task: Task, data: str | None, labels: str, split: str,
     else from the task's lm-eval data. ``split`` keeps the ``pool`` side of the lm-eval split (default), the
     ``test`` side, or ``all``.
     """
-    from icm_plugin.lmeval.cli import task_examples
+    from icm_plugin.lmeval.pool import task_examples
     from icm_plugin.lmeval.split import split_pool
     from icm_plugin.writers import read_jsonl
 
@@ -300,63 +299,27 @@ def training_pool(task: Task, data: str | None, labels: str, split: str,
     return (pool, test) if split == "pool" else (test, pool)
 
 
-def train_command(args: argparse.Namespace) -> int:
-    """`icm train`: read labels, fine-tune, save; prints the held-out figures and where the model is."""
+def train_on_labels(task_name: str, model: str, labels: str, out: str | Path, config: TrainConfig | None = None,
+                    data: str | None = None, split: str = "pool", limit: int | None = None,
+                    data_dir: str | None = None, device: str | None = None, overwrite: bool = False) -> TrainResult:
+    """`icm train`: fine-tune ``model`` on ``labels`` (a run's labels.jsonl or folder, or ``"gold"``) for the task's
+    prompt and save it in ``out``; ``split``/``data``/``limit`` choose the examples (see ``training_pool``).
+    Prints what it trains. Raises ICMError (a non-empty ``out`` without ``overwrite``, bad labels)."""
     from icm_plugin.loaders import limit_pool
     from icm_plugin.tasks import get_task
 
-    task = get_task(args.task)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    task = get_task(task_name)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise ICMError(f"{out} is not empty; choose another --out or pass --overwrite")
-    pool, other = training_pool(task, args.data, args.labels, args.split, getattr(args, "data_dir", None))
-    labels = training_labels(args.labels, pool, other)
-    labelled = [ex for ex in pool if ex.id in labels]
-    if args.limit:
-        labelled = limit_pool(labelled, args.limit)
-    items = [(ex, labels[ex.id]) for ex in labelled]
-    cfg = TrainConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, lora=args.lora,
-                      lora_rank=args.lora_rank, seed=args.seed, heldout_fraction=args.heldout)
-    source = "gold labels" if args.labels == GOLD else args.labels
-    print(f"icm: fine-tuning {args.model} on {len(items)} {task.name} examples ({source}) "
+    pool, other = training_pool(task, data, labels, split, data_dir)
+    chosen = training_labels(labels, pool, other)
+    labelled = [ex for ex in pool if ex.id in chosen]
+    if limit:
+        labelled = limit_pool(labelled, limit)
+    items = [(ex, chosen[ex.id]) for ex in labelled]
+    cfg = config or TrainConfig()
+    source = "gold labels" if labels == GOLD else labels
+    print(f"icm: fine-tuning {model} on {len(items)} {task.name} examples ({source}) "
           f"{'with LoRA ' if cfg.lora else ''}for {cfg.epochs:g} epoch(s), lr {cfg.lr():g} -> {out}")
-    result = fine_tune(args.model, task, items, out, cfg, device=args.device)
-    _print_result(result)
-    return 0
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
-def _print_result(r: TrainResult) -> None:
-    print(f"icm: trained on {r.n_train} examples in {r.seconds:.0f}s; train loss {_fmt(r.train_loss_first)} -> "
-          f"{_fmt(r.train_loss_last)}; held-out ({r.n_heldout}) loss {_fmt(r.heldout_loss_before)} -> "
-          f"{_fmt(r.heldout_loss_after)}, accuracy vs labels {_fmt(r.heldout_accuracy)}, "
-          f"vs gold {_fmt(r.heldout_gold_accuracy)}")
-    print(f"icm: model: {r.out}  (AutoModelForCausalLM.from_pretrained, or "
-          f"lm_eval --model hf --model_args pretrained={r.out})")
-
-
-def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune the model on labels (an icm label run, or gold) for the task's prompt")
-    p.add_argument("--labels", required=True, help="RUN_DIR/labels.jsonl (or RUN_DIR) from `icm label`, or gold")
-    p.add_argument("--task", default="facts", help="the task whose prompt and label words to train")
-    p.add_argument("--data", default=None, help="the pool's data (default: the run folder's examples.jsonl, else "
-                                                "the task's lm-eval data)")
-    p.add_argument("--data-dir", default=None, help="folder of ICM-format files, as lm-eval's data_dir")
-    p.add_argument("--split", choices=SPLITS, default="pool",
-                   help="train on the pool side of the lm-eval pool/test split (default), the test side, or all")
-    p.add_argument("--limit", type=int, default=None, help="keep about N examples (whole consistency groups)")
-    p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias")
-    p.add_argument("--out", required=True, help="folder for the fine-tuned model (save_pretrained + tokenizer)")
-    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged before saving")
-    p.add_argument("--lora-rank", type=int, default=8)
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 5e-5, or 5e-4 with --lora)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--heldout", type=float, default=0.2, help="fraction of consistency groups held out (loss)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.set_defaults(func=train_command)
+    return fine_tune(model, task, items, out, cfg, device=device)

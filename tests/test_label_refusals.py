@@ -53,7 +53,7 @@ def no_model_load(monkeypatch):
     def refuse(*_a, **_k):
         raise AssertionError("the model was loaded before the resume was refused")
 
-    monkeypatch.setattr(registry, "scorer_for_args", refuse)
+    monkeypatch.setattr(registry, "scorer_for", refuse)
 
 
 @pytest.mark.parametrize(("extra", "named"), [

@@ -1,45 +1,23 @@
 """Argilla commands of `icm`: `argilla up|status|down`, `push`, `pull`, and the Argilla options of `label`.
 
-`icm_plugin.cli` imports this module and calls ``add_commands``/``add_label_options``; `icm label` calls
-``load_pool`` before labelling and ``after_label`` once the run folder is written.
+`icm_plugin.cli` imports this module and calls ``add_commands``/``add_label_options``, and ``label_hooks`` to
+turn the Argilla options of `icm label` into the job's hooks (``icm_plugin.argilla.label_hooks``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from icm_plugin.argilla.extra import EXTRA_MODULES, INSTALL_EXTRA, needs_extra
+from icm_plugin.argilla.label_hooks import ArgillaServer, FromDataset, PushTo, print_urls
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
+from icm_plugin.job import LabelHook, LabelJob, hook_pool
 from icm_plugin.tasks import Task
 
-# what the Argilla commands import that only the "argilla" extra installs
-EXTRA_MODULES = ("argilla", "httpx", "httpx_retries")
-INSTALL_EXTRA = 'pip install "icm-plugin[argilla]"'
-
-
-def _extra_error(missing: str) -> ICMError:
-    return ICMError(f"the Argilla commands need the argilla extra, which is not installed (no module named "
-                    f"{missing!r}): {INSTALL_EXTRA} (from a checkout: pip install -e \".[argilla]\")")
-
-
-@contextmanager
-def needs_extra() -> Iterator[None]:
-    """Run the block only with the argilla extra installed; a missing package of it (checked up front, and
-    any that an import inside the block misses) becomes one ICMError naming ``pip install "icm-plugin[argilla]"``."""
-    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise _extra_error(missing[0])
-    try:
-        yield
-    except ModuleNotFoundError as err:
-        if not err.name or err.name.split(".")[0] == "icm_plugin":
-            raise
-        raise _extra_error(err.name) from None
-
+__all__ = ["EXTRA_MODULES", "INSTALL_EXTRA", "add_commands", "add_label_options", "after_label", "label_hooks",
+           "load_pool", "needs_extra"]
 
 def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", default=None, help="Argilla URL (default: $ARGILLA_API_URL, else the local stack)")
@@ -90,10 +68,9 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
     _server_options(g)
 
 
-def _connect(args: argparse.Namespace):
-    with needs_extra():
-        from icm_plugin.argilla.client import connect
-    return connect(getattr(args, "api_url", None), getattr(args, "api_key", None))
+def _server(args: argparse.Namespace) -> ArgillaServer:
+    return ArgillaServer(getattr(args, "api_url", None), getattr(args, "api_key", None),
+                         getattr(args, "workspace", None))
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -124,26 +101,20 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 def _cmd_push(args: argparse.Namespace) -> int:
     with needs_extra():
-        from icm_plugin.argilla.push import push_run
-        from icm_plugin.argilla.run_folder import RunFolder
+        from icm_plugin.argilla.review import push_run
+        from icm_plugin.run_folder import RunFolder
 
     run = RunFolder.read(args.run_dir)  # checked before connecting: a bad folder never half-pushes
-    client = _connect(args)
-    result = push_run(client, run, args.dataset, args.workspace)
-    _print_urls(result)
+    client = _server(args).connect()
+    print_urls(push_run(client, run, args.dataset, args.workspace))
     return 0
-
-
-def _print_urls(result) -> None:
-    print(f"icm: review it at {result.url} (dataset {result.dataset!r}, workspace {result.workspace!r}); "
-          f"flagged groups: {result.conflicts_url}")
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
     with needs_extra():
-        from icm_plugin.argilla.pull import pull_labels, write_labels_file
+        from icm_plugin.argilla.answers import pull_labels, write_labels_file
 
-    client = _connect(args)
+    client = _server(args).connect()
     result = pull_labels(client, args.dataset, args.workspace, args.question, args.true_label)
     path = write_labels_file(result.rows, args.out)
     read = " and ".join(f"{n} from {name!r}" for name, n in result.answers.items())
@@ -155,57 +126,39 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
-    """`icm label` hook: the pool from ``--argilla-dataset`` (None without it). Also checks, before the long
-    labelling starts, that the server in ``--push`` answers and accepts the key."""
+def label_hooks(args: argparse.Namespace) -> list[LabelHook]:
+    """The Argilla options of `icm label` as the job's hooks: ``FromDataset`` (``--argilla-dataset``) and
+    ``PushTo`` (``--push``). Raises ICMError for an option that needs another."""
     name = getattr(args, "argilla_dataset", None)
     if name is None and getattr(args, "question", None) is not None:
         raise ICMError("--question names the question of --argilla-dataset; pass --argilla-dataset NAME too")
     if name is None and getattr(args, "field_map", None):
         raise ICMError("--field-map maps the fields of --argilla-dataset; pass --argilla-dataset NAME too")
-    if name is None:
-        if getattr(args, "push", None):
-            with needs_extra():
-                from icm_plugin.argilla.client import argilla_errors, workspace_name
-                from icm_plugin.argilla.push import check_names
-
-            check_names(args.push)  # before the long labelling, not after it
-
-            client = _connect(args)
-            with argilla_errors(client.api_url):
-                workspace_name(client, args.workspace)
-        return None
-    if getattr(args, "data", None):
-        raise ICMError("pass either --data or --argilla-dataset, not both")
-    if not getattr(args, "question", None):
+    if name is not None and not getattr(args, "question", None):
         raise ICMError("--argilla-dataset needs --question Q: the LabelQuestion that receives ICM's suggestions")
-    with needs_extra():
-        from icm_plugin.argilla.source import examples_from_dataset, parse_field_map
+    hooks: list[LabelHook] = []
+    if name is not None:
+        hooks.append(FromDataset(name, args.question, getattr(args, "field_map", None),
+                                 getattr(args, "true_label", None), _server(args)))
+    if getattr(args, "push", None):
+        hooks.append(PushTo(args.push, _server(args)))
+    return hooks
 
-    field_map = parse_field_map(args.field_map)
-    client = _connect(args)
-    examples = examples_from_dataset(client, name, args.workspace, task, field_map, args.question, args.true_label)
-    if getattr(args, "limit", None):
-        from icm_plugin.loaders import limit_pool
 
-        examples = limit_pool(examples, args.limit)
-    print(f"icm: read {len(examples)} record(s) from Argilla dataset {name!r}")
-    return examples
+def _job(args: argparse.Namespace) -> LabelJob:
+    return LabelJob(data=getattr(args, "data", None), limit=getattr(args, "limit", None),
+                    hooks=tuple(label_hooks(args)))
+
+
+def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
+    """The pool a parsed `icm label` command line reads from Argilla (None without ``--argilla-dataset``), after
+    the checks its hooks make before labelling (``--push``: the server answers and accepts the key)."""
+    return hook_pool(_job(args), task)
 
 
 def after_label(args: argparse.Namespace, run_dir: Path) -> None:
-    """`icm label` hook: push the run (``--push``) and/or write suggestions back (``--argilla-dataset``)."""
-    if not getattr(args, "push", None) and not getattr(args, "argilla_dataset", None):
-        return
-    with needs_extra():
-        from icm_plugin.argilla.push import push_run
-        from icm_plugin.argilla.run_folder import RunFolder
-        from icm_plugin.argilla.source import write_suggestions
-
-    run = RunFolder.read(run_dir)
-    client = _connect(args)
-    if args.argilla_dataset:
-        write_suggestions(client, run, args.argilla_dataset, args.workspace, args.question, args.true_label)
-    if args.push:
-        result = push_run(client, run, args.push, args.workspace)
-        _print_urls(result)
+    """What a parsed `icm label` command line does with the finished run: write suggestions back
+    (``--argilla-dataset``) and/or push it (``--push``)."""
+    job = _job(args)
+    for hook in job.hooks:
+        hook.after_label(job, run_dir)

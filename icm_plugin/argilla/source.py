@@ -15,14 +15,14 @@ from typing import Any
 
 import argilla as rg
 
+from icm_plugin.argilla.answers import label_map, label_question
 from icm_plugin.argilla.client import argilla_errors, find_dataset, workspace_name
-from icm_plugin.argilla.pull import label_map, label_question
-from icm_plugin.argilla.push import agent_name, log_records
-from icm_plugin.argilla.run_folder import RunFolder
+from icm_plugin.argilla.review import agent_name, log_records
 from icm_plugin.argilla.schema import prompt_fields
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
 from icm_plugin.loaders import examples_from_records
+from icm_plugin.run_folder import RunFolder
 from icm_plugin.tasks import Task
 
 TARGETS = ("question", "choice", "choice_2", "consistency_id", "consistency_key")

@@ -1,5 +1,5 @@
 """Command line for the lm-eval side: ``python -m icm_plugin.lmeval {path,pool}`` and the ``icm label --split``
-option (a plugin of the ``icm`` CLI: ``add_label_options`` / ``load_pool`` / ``after_label`` / ``add_commands``).
+option (a plugin of the ``icm`` CLI: ``add_label_options`` / ``label_hooks`` / ``add_commands``).
 
 Light on purpose: the ``icm`` CLI imports plugins on every call.
 """
@@ -10,44 +10,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
+from icm_plugin.job import LabelHook, LabelJob, hook_pool
+from icm_plugin.lmeval.pool import SPLITS, SplitPool, split_examples, task_examples, task_records
 from icm_plugin.tasks import Task
 
-SPLITS = ("pool", "test", "all")
-
-
-def split_examples(examples: list[Example], split: str) -> list[Example]:
-    """The ``pool`` or ``test`` side of ``split_pool`` (``all``: unchanged)."""
-    from icm_plugin.lmeval.split import split_pool
-
-    if split == "all":
-        return examples
-    pool, test = split_pool(examples)
-    chosen = pool if split == "pool" else test
-    if not chosen:
-        raise ICMError(f"the {split} side of the split is empty ({len(examples)} examples is too few to split)")
-    return chosen
-
-
-def task_records(task: Task, data: str | None, data_dir: str | None = None) -> list[tuple[dict[str, Any], Example]]:
-    """(raw record, Example) pairs from an explicit ``--data`` file, else from the ``icm_<task>`` lm-eval data."""
-    from icm_plugin.lmeval import sources
-    from icm_plugin.loaders import examples_from_records
-
-    if data:
-        records, source = list(sources.read_records(data)), data
-    else:
-        records, source = sources.task_records(task.name, data_dir)
-    examples = examples_from_records(records, task, source)
-    return [(record, ex) for (_, record), ex in zip(records, examples, strict=True)]
-
-
-def task_examples(task: Task, data: str | None, data_dir: str | None = None) -> list[Example]:
-    """An explicit ``--data`` source, else the same source the ``icm_<task>`` lm-eval task reads."""
-    return [ex for _, ex in task_records(task, data, data_dir)]
+__all__ = ["SPLITS", "add_commands", "add_label_options", "build_parser", "label_hooks", "load_pool", "main",
+           "split_examples", "task_examples", "task_records"]
 
 
 # ---- plugin hooks for `icm label` ----------------------------------------------------------------------------
@@ -59,28 +30,17 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
                         "demonstrations from); without --data, reads the icm_<task> data")
 
 
-TEST_SPLIT_WARNING = (
-    "icm: warning: --split test labels the held-out test split of the icm_{task} lm-eval task: lm-eval will refuse "
-    "these labels as demonstrations (--metadata '{{\"labels\": ...}}': that run saw the test set). Labels for "
-    "lm-eval's many-shot runs come from --split pool"
-)
+def label_hooks(args: argparse.Namespace) -> list[LabelHook]:
+    """``--split`` as the job's ``SplitPool`` hook (none without it)."""
+    split = getattr(args, "split", None)
+    return [] if split is None else [SplitPool(split)]
 
 
 def load_pool(args: argparse.Namespace, task: Task) -> list[Example] | None:
-    split = getattr(args, "split", None)
-    if split is None:
-        return None
-    from icm_plugin.loaders import limit_pool
-
-    if split == "test":  # up front: the labelling may take hours, the refusal comes only at lm-eval time
-        print(TEST_SPLIT_WARNING.format(task=task.name), file=sys.stderr)
-
-    examples = split_examples(task_examples(task, args.data), split)
-    return limit_pool(examples, args.limit) if args.limit else examples
-
-
-def after_label(args: argparse.Namespace, out: Path) -> None:
-    return None
+    """The pool a parsed `icm label` command line reads from the lm-eval split (None without ``--split``)."""
+    job = LabelJob(data=getattr(args, "data", None), limit=getattr(args, "limit", None),
+                   hooks=tuple(label_hooks(args)))
+    return hook_pool(job, task)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -1,6 +1,9 @@
-"""Scorers chosen by name, like lm-eval's ``--model NAME``."""
+"""Scorers chosen by name, like lm-eval's ``--model NAME``, and ``ModelSpec``: which model scores, and how."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from icm_plugin.errors import ICMError
 from icm_plugin.scoring.base import Scorer
@@ -24,25 +27,61 @@ def make_scorer(name: str, model, tokenizer, label_words, separator: str = "\n\n
     return scorer_cls(model, tokenizer, label_words=label_words, separator=separator)
 
 
-def scorer_for_args(args, label_words, separator: str = "\n\n") -> Scorer:
-    """The scorer `icm label` asked for: an lm-eval backend (``--model-type``) or the native ``--scorer``."""
-    if getattr(args, "model_type", None):
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model that scores a job: a transformers model with a native scorer, or an lm-eval backend.
+
+    model: an alias (``gemma-3-270m``, ``smollm2-135m``), a Hugging Face id or a local folder (``--model``).
+    dtype: ``auto``, ``bfloat16``, ``float32`` or ``float16``. device: ``cpu``, ``cuda``, ... (None: cuda when
+    available; with ``model_type``, lm-eval's default). scorer: the native scorer (``SCORERS``).
+    model_type / model_args: an lm-eval model type (``hf``, ``vllm``, ``local-completions``, ...) and its
+    ``k=v,k=v`` args, as ``lm_eval --model --model_args``; when set, ``model``, ``dtype`` and ``scorer`` are not
+    used. memory_limit: bytes one forward may take (None: what the machine has free).
+    """
+
+    model: str = "gemma-3-270m"
+    dtype: str = "auto"
+    device: str | None = None
+    scorer: str = "prefix"
+    model_type: str | None = None
+    model_args: str = ""
+    memory_limit: int | None = None
+
+    @property
+    def display_name(self) -> str:
+        """Short model name for run folders: the alias/id's last part, or the backend's ``pretrained``/``model``."""
+        if self.model_type:
+            from icm_plugin.scoring.lmeval_backend import backend_display_name
+
+            return backend_display_name(self.model_type, self.model_args or "")
+        from icm_plugin.models import model_display_name
+
+        return model_display_name(self.model)
+
+    def run_facts(self) -> dict[str, Any]:
+        """What a checkpoint records of the model (``icm_plugin.checkpoint.RUN_FLAGS``): the unused side is None."""
+        backend = bool(self.model_type)
+        return {"model": None if backend else self.model, "model_type": self.model_type or None,
+                "model_args": (self.model_args or None) if backend else None,
+                "scorer": None if backend else self.scorer}
+
+    def build(self, label_words, separator: str = "\n\n") -> Scorer:
+        """Load the model and return its scorer (ICMError when it cannot be loaded; see ``scorer_for``)."""
+        return scorer_for(self, label_words, separator)
+
+
+def scorer_for(spec: ModelSpec, label_words, separator: str = "\n\n") -> Scorer:
+    """The scorer ``spec`` asks for: an lm-eval backend (``model_type``) or the native ``scorer``."""
+    if spec.model_type:
         from icm_plugin.scoring.lmeval_backend import LMEvalScorer
 
-        return LMEvalScorer.from_model_type(args.model_type, args.model_args or "", label_words, separator,
-                                            device=getattr(args, "device", None))
-    from icm_plugin.models import load_model
+        scorer: Scorer = LMEvalScorer.from_model_type(spec.model_type, spec.model_args or "", label_words,
+                                                      separator, device=spec.device)
+    else:
+        from icm_plugin.models import load_model
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    return make_scorer(getattr(args, "scorer", "prefix"), model, tokenizer, label_words, separator)
-
-
-def model_name_for_args(args) -> str:
-    """Short model name for run folders: the ``--model`` alias/id, or the backend's ``pretrained``/``model``."""
-    if getattr(args, "model_type", None):
-        from icm_plugin.scoring.lmeval_backend import backend_display_name
-
-        return backend_display_name(args.model_type, args.model_args or "")
-    from icm_plugin.models import model_display_name
-
-    return model_display_name(args.model)
+        model, tokenizer = load_model(spec.model, dtype=spec.dtype, device=spec.device)
+        scorer = make_scorer(spec.scorer, model, tokenizer, label_words, separator)
+    if spec.memory_limit is not None and hasattr(scorer, "memory_budget"):
+        scorer.memory_budget = spec.memory_limit
+    return scorer

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from icm_plugin.argilla.client import find_dataset
-from icm_plugin.argilla.push import push_run
-from icm_plugin.argilla.run_folder import RunFolder
+from icm_plugin.argilla.review import push_run
 from icm_plugin.cli import main
+from icm_plugin.run_folder import RunFolder
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

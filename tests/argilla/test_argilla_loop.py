@@ -133,8 +133,8 @@ def test_clamped_rerun_keeps_the_human_label(client, dataset_name, server_args, 
 
 
 def test_data_survives_down_and_up_and_the_index_is_rebuilt(client, argilla_stack, run_dir, dataset_name, icm_cli):
-    from icm_plugin.argilla.push import push_run
-    from icm_plugin.argilla.run_folder import RunFolder
+    from icm_plugin.argilla.review import push_run
+    from icm_plugin.run_folder import RunFolder
 
     stack, _ = argilla_stack
     push_run(client, RunFolder.read(run_dir), dataset_name, echo=lambda _m: None)

@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from icm_plugin.argilla.answers import label_map
 from icm_plugin.argilla.client import RETRY, resolve_server
-from icm_plugin.argilla.pull import label_map
-from icm_plugin.argilla.push import conflict_records, review_records
-from icm_plugin.argilla.run_folder import RunFolder
+from icm_plugin.argilla.review import conflict_records, review_records
 from icm_plugin.argilla.schema import label_values, plain_text, prompt_fields, question_title
 from icm_plugin.argilla.source import parse_field_map
 from icm_plugin.argilla.stack import LocalStack
 from icm_plugin.errors import ICMError
+from icm_plugin.run_folder import RunFolder
 from icm_plugin.tasks import get_task
 
 

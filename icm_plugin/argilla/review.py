@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import argilla as rg
 
+from icm_plugin.argilla.answers import other_ids
 from icm_plugin.argilla.client import argilla_errors, find_dataset, workspace_name
-from icm_plugin.argilla.pull import other_ids
-from icm_plugin.argilla.run_folder import RunFolder
 from icm_plugin.argilla.schema import (
     CONFLICT_SUFFIX,
     MAX_NAME_LENGTH,
@@ -35,6 +34,7 @@ from icm_plugin.argilla.schema import (
 )
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import content_id
+from icm_plugin.run_folder import RunFolder
 
 BATCH_SIZE = 200  # records per upsert (the SDK allows up to 500)
 DELETE_BATCH_SIZE = 64  # records per delete (the SDK allows up to 100)

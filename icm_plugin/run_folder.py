@@ -1,9 +1,12 @@
-"""Read the run folder `icm label` writes (examples, labels, conflicts, report, config), checked as a whole."""
+"""Read the run folder `icm label` writes (examples, labels, conflicts, report, config), checked as a whole.
+
+``icm_plugin.label`` returns one; ``icm_plugin.argilla.push`` takes one.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,17 @@ class RunFolder:
     labels: dict[str, int]
     confidence: dict[str, float]
     conflicts: list[dict[str, Any]]
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flagged_ids(self) -> set[str]:
         return {str(i) for c in self.conflicts for i in c.get("ids", [])}
+
+    def to_dataset(self):
+        """The labels as a ``datasets.Dataset`` (the columns ``icm labels-to-hf`` saves)."""
+        from icm_plugin.writers import labels_to_dataset
+
+        return labels_to_dataset(self.path)
 
     @classmethod
     def read(cls, path: str | Path) -> RunFolder:
@@ -61,7 +71,7 @@ class RunFolder:
                            "is the run finished?")
         conflicts_path = root / "conflicts.jsonl"
         conflicts = read_jsonl(conflicts_path) if conflicts_path.exists() else []
-        return cls(root, task, model, rule, examples, labels, confidence, conflicts)
+        return cls(root, task, model, rule, examples, labels, confidence, conflicts, report)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
