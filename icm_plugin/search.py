@@ -1,26 +1,19 @@
 """The ICM search (Wen et al. 2025, Algorithm 1), scikit-learn style: configure once, ``fit`` a pool.
 
-Each step samples an example (unlabelled members of partly labelled groups weighted up), proposes the labels
-the model finds most likely for it, repairs what they break (ConsistencyFix), evaluates U of the result and
-accepts it by simulated annealing. Two kinds of proposal:
+Each step samples an example, proposes the labels the model finds most likely for it, repairs what they break
+and accepts the result by simulated annealing. Proposals (``ICMConfig.proposal``):
 
-- ``proposal="group"`` (default, with ``context="group"``): the most likely rule-consistent assignment of the
-  sampled example's whole consistency group, by the members' own scores. Under leave-one-group-out those
-  scores do not depend on the group's own labels, so the choice is exact for the group's part of P, needs no
-  extra model call, and one evaluation of U decides the step.
-- ``proposal="example"`` (the paper): the sampled example's most likely label given every other labelled
-  example; a violation it introduces is repaired with the best-U consistent assignment of the violating
-  members (one evaluation per option), then the annealing rule judges the result.
+- ``"group"`` (default): the most likely rule-consistent assignment of the sampled example's consistency group
+  by the members' own scores; with the own group hidden from its prompts this is exact for the group's part of
+  P and costs no model call. With ``always_add`` a partly labelled group keeps its labelled members.
+- ``"example"`` (the paper): the example's most likely label; a violation it introduces is repaired with the
+  best-U consistent assignment (ConsistencyFix), then the annealing rule judges the result.
 
-Every evaluation scores the whole pool (see ``icm_plugin.objective``), so proposals are free, and a step whose
-proposal would change nothing is never drawn: the sampler draws among the examples whose proposal differs
-from their labels ("active"), with the paper's weights. That is the paper's chain with its no-op steps left
-out: the temperature cools on accepted flips (authors' code), so no-op steps never mattered to it. When no
-example is active the labelling is a fixed point of the proposals and the search stops (the paper's chain
-would never move again). Revisiting a labelling is free (evaluations are memoised). The result is the best
-fully labelled labelling the search visited.
-
-The search never sees gold labels: ``fit`` strips them before anything else.
+Every evaluation scores the whole pool (``icm_plugin.objective``), so proposals are free, and only examples
+whose proposal would change something ("active") are drawn, with the paper's weights: the paper's chain
+without its no-op steps (the temperature cools on accepted flips, so they never mattered). With no active
+example the labelling is a fixed point and the search stops. Evaluations are memoised. The result is the
+best fully labelled labelling visited. The search never sees gold labels: ``fit`` strips them first.
 """
 
 from __future__ import annotations
