@@ -104,7 +104,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=32, help="pool size (whole consistency groups)")
     p.add_argument("--test-limit", type=int, default=None, help="test examples (default: --limit)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
-    p.add_argument("--iterations", type=int, default=None, help="ICM search steps (default: 3 x pool)")
+    p.add_argument("--iterations", type=int, default=None, help="ICM search steps (default: ICMConfig.iterations_per_example x pool, or fewer at a fixed point)")
     p.add_argument("--alpha", type=float, default=None, help="ICM's weight of mutual predictability (paper: 50)")
     p.add_argument("--bootstrap-rounds", type=int, default=3)
     p.add_argument("--shots", type=int, default=None, help="demonstrations per many-shot test prompt (default: the pool)")
