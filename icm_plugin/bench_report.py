@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from icm_plugin.icm_config import ICMConfig
+
 # label sets, in table and chart order: (key, what the row is called)
 ZERO_SHOT = "zero-shot"
 LABEL_SETS = (
@@ -80,7 +82,7 @@ def markdown_report(blob: dict[str, Any]) -> str:
         f"Pool: {blob['n_pool']} examples (labelled by each method; gold only for scoring); test: {blob['n_test']} "
         f"held-out examples (lm-eval `icm_{blob['task']}` split). Consistency rule: `{blob['rule']}`. "
         f"Seeds: {n} ({', '.join(str(r['seed']) for r in seeds)}); cells are mean ± standard deviation over seeds.",
-        f"ICM: {s['iterations'] or 'default (3 x pool)'} steps, alpha {s['alpha'] or 50}. Bootstrap: at most "
+        f"ICM: {s['iterations'] or f'default ({ICMConfig.iterations_per_example} x pool, or fewer at a fixed point)'} steps, alpha {s['alpha'] or 50}. Bootstrap: at most "
         f"{s['bootstrap_rounds']} relabelling round(s). Golden: the gold labels of the examples ICM labelled "
         f"(lm-eval's `gold:RUN_DIR`). Many-shot: {seeds[0]['demonstrations'] if seeds else '?'} "
         f"demonstrations from the pool per test prompt. Fine-tuning: {ft['epochs']:g} epoch(s), "
