@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_sliding_gemma
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from icm_plugin.examples import Example
@@ -29,17 +30,7 @@ def sliding_lm(tiny_model_dir):
     """A tiny random Gemma-3 (eager attention, as models.load_model sets it) whose sliding window (16 tokens)
     is far shorter than the prompts, so branching and batching are checked across the window, as with
     Gemma-3-270M's 512-token window."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, sliding_window=16, max_position_embeddings=4096,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        attn_implementation="eager")
-    return Gemma3ForCausalLM(config).eval(), tok
+    return tiny_sliding_gemma(tiny_model_dir)
 
 
 def make_pool(n: int, seed: int = 0) -> list[Example]:

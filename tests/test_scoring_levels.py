@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_sliding_gemma
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from icm_plugin.bootstrap import group_loo_requests
@@ -54,17 +55,7 @@ def qwen(tiny_model_dir):
 @pytest.fixture(scope="module")
 def gemma(tiny_model_dir):
     """A tiny random Gemma-3 (eager, as models.load_model sets it), 16-token sliding window far under the prompts."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, sliding_window=16, max_position_embeddings=4096,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        attn_implementation="eager")
-    return Gemma3ForCausalLM(config).eval(), tok
+    return tiny_sliding_gemma(tiny_model_dir)
 
 
 def grouped_pool(groups: int, seed: int) -> tuple[list[Example], list[int], list[str]]:

@@ -182,3 +182,21 @@ def make_tiny_model(folder: Path, seed: int = 0) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def tiny_sliding_gemma(tokenizer_dir: Path):
+    """A tiny random Gemma-3 (eager attention, as models.load_model sets it) with a 16-token sliding window, far
+    shorter than the test prompts, as Gemma-3-270M's 512-token window is than long many-shot prompts.
+    Returns (model, tokenizer); the tokenizer is the tiny model's at ``tokenizer_dir``."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, sliding_window=16, max_position_embeddings=4096,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        attn_implementation="eager")
+    return Gemma3ForCausalLM(config).eval(), tok
