@@ -255,6 +255,17 @@ def test_prefix_cache_can_branch_with_deepcopy(tiny_model_dir: Path) -> None:
             assert (branch - full[:, 40:]).abs().max().item() < 2e-5
 
 
+def test_gemma_gets_eager_attention_in_float32_and_with_softcapping_only():
+    from transformers import Gemma2Config, Gemma3TextConfig, LlamaConfig
+
+    gemma3, gemma2, llama = Gemma3TextConfig(), Gemma2Config(), LlamaConfig()
+    assert gemma2.attn_logit_softcapping  # sdpa cannot apply it: eager in every dtype
+    for dtype in (torch.bfloat16, torch.float16):
+        assert not models._wants_eager(gemma3, dtype) and models._wants_eager(gemma2, dtype)
+    assert models._wants_eager(gemma3, torch.float32) and models._wants_eager(gemma2, torch.float32)
+    assert not any(models._wants_eager(llama, d) for d in (torch.float32, torch.bfloat16))
+
+
 # ------------------------------------------------------------------------------------------------
 # The real Gemma-3-270M (converts into the user's cache once: ~1 min, 1.1 GB)
 
