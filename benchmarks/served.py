@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +32,7 @@ from gpu_scaling import group_requests  # benchmarks/gpu_scaling.py (this script
 from icm_plugin.batches import BatchRunner, split_by_group
 from icm_plugin.loaders import load_examples
 from icm_plugin.models import ALIASES, load_model, resolve_model
+from icm_plugin.scoring.llamacpp_server import start_llamacpp_server, stop_server
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer
 from icm_plugin.search import ICMConfig
@@ -43,31 +41,6 @@ from icm_plugin.tasks import get_task
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(gguf: Path, log: Path, threads: int, n_ctx: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", str(n_ctx), "--logits_all", "True", "--n_threads", str(threads), "--n_threads_batch", str(threads)],
-        stdout=subprocess.DEVNULL, stderr=log.open("w"), env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}/v1/completions"
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("llama.cpp server did not start within 180 s")
 
 
 def model_args(urls: list[str], alias: str, concurrency: int) -> str:
@@ -158,7 +131,8 @@ def main() -> None:
     gguf = alias.locate_gguf(work)
     report: dict = {"alias": args.alias, "gguf": gguf.name, "threads_per_server": args.threads, "uptime_before": uptime()}
     print(f"{args.alias} ({gguf.name}); {report['uptime_before']}", flush=True)
-    servers = [start_server(gguf, work / f"server{k}.log", args.threads, args.n_ctx) for k in range(2)]
+    servers = [start_llamacpp_server(gguf, threads=args.threads, n_ctx=args.n_ctx, log=work / f"server{k}.log")
+               for k in range(2)]
     urls = [url for _, url in servers]
     try:
         if args.evaluate:
@@ -177,8 +151,7 @@ def main() -> None:
                   flush=True)
     finally:
         for proc, _ in servers:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_server(proc, timeout=30)
     report["uptime_after"] = uptime()
     print(report["uptime_after"])
     if args.json:

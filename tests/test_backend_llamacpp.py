@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
 from icm_plugin.objective import loo_requests
 from icm_plugin.scoring.base import ScoreRequest
+from icm_plugin.scoring.llamacpp_server import free_port, start_llamacpp_server, stop_server
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
 from icm_plugin.search import ICM, ICMConfig
 from icm_plugin.tasks import get_task
@@ -41,39 +40,8 @@ POOL = [Example(id="a", question="2+2?", choice="4", consistency_id="q"),
         Example(id="b", question="2+2?", choice="5", consistency_id="q")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(gguf: Path, logits_all: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = gguf.parent / f"server-{port}.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "512", "--logits_all", str(logits_all), "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}/v1/completions"
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("llama.cpp server did not start within 120 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_llamacpp_server(gguf, threads=2, n_ctx=512, logits_all=logits_all, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +54,7 @@ def gguf(tmp_path_factory) -> Path:
 def server(gguf):
     proc, url = start_server(gguf, logits_all=True)
     yield url
-    stop(proc)
+    stop_server(proc)
 
 
 def backend_args(url: str, *extra: str) -> str:
@@ -149,7 +117,7 @@ def test_a_server_without_prompt_logprobs_is_a_clear_error(gguf):
         with pytest.raises(ICMError, match="no log-probabilities for the prompt tokens"):
             remote.label_logprobs([ScoreRequest((), TASK.prompt(POOL[0]))])
     finally:
-        stop(proc)
+        stop_server(proc)
 
 
 def test_a_reply_without_echoed_prompt_tokens_is_a_clear_error(server):
@@ -166,7 +134,7 @@ def test_a_reply_without_echoed_prompt_tokens_is_a_clear_error(server):
 def second_server(gguf):
     proc, url = start_server(gguf, logits_all=True)
     yield url
-    stop(proc)
+    stop_server(proc)
 
 
 def prompts_evaluated(url: str, gguf: Path) -> int:
