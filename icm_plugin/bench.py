@@ -133,9 +133,10 @@ def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, test: Sequence[Example
     from lm_eval.tasks import TaskManager
 
     from icm_plugin.lmeval.discovery import tasks_dir
+    from icm_plugin.models import resolve_dtype
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = cfg.dtype if cfg.dtype != "auto" else "bfloat16"
+    dtype = resolve_dtype(cfg.dtype, device)
     with _lmeval_data_dir(cfg) as data_dir:
         metadata = {"data_dir": data_dir} if data_dir else {}
         # only our task folder: indexing lm-eval's thousands of task YAMLs costs more than the evaluation here

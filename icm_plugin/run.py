@@ -78,7 +78,9 @@ def label(job: LabelJob) -> RunFolder:
         write_json(out / "config.json", job.config_record(task, rule))
 
         icm = ICM(scorer, task, cfg, rule=job.rule)
-        print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} -> {out}")
+        dtype = _model_dtype(scorer)
+        print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name}"
+              f"{f' ({dtype})' if dtype else ''} -> {out}")
         icm.fit(examples, clamped=clamped, checkpoint=run_dir.checkpoint, resume=job.resume, run_info=info)
 
         write_labels(out, examples, icm.labels_, icm.confidence_)
@@ -86,7 +88,7 @@ def label(job: LabelJob) -> RunFolder:
         forwards = scorer.token_forwards
         references = reference_labellings(scorer, task, examples, icm.rule_name_)  # asking the model once
         base = {
-            "task": task.name, "model": model_name, "n": len(examples), "iterations": icm.n_iter_,
+            "task": task.name, "model": model_name, "dtype": dtype, "n": len(examples), "iterations": icm.n_iter_,
             "converged": icm.converged_, "evaluations": icm.evaluations_, "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
             "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_, **coverage,
             "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_, "seed": cfg.seed,
@@ -132,3 +134,10 @@ def _print_summary(out: Path, report: dict[str, Any]) -> None:
         print("icm: WARNING: the labelling collapsed to (almost) one class; see report.json")
     print(f"icm: labels:  {out / 'labels.jsonl'}")
     print(f"icm: report:  {out / 'report.json'}  (plot: {out / 'progress.png'})")
+
+
+def _model_dtype(scorer) -> str | None:
+    """The dtype the native scorer's model runs in (``--dtype auto`` depends on the CPU); None for a backend."""
+    model = getattr(scorer, "model", None)
+    dtype = getattr(model, "dtype", None)
+    return str(dtype).removeprefix("torch.") if dtype is not None else None

@@ -201,10 +201,30 @@ def test_smollm2_alias_is_a_plain_transformers_folder(smollm2_dir: Path) -> None
 # Loading
 
 
-def test_load_model_defaults_to_bfloat16_eval_on_cpu(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize(("fast_bf16", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_load_model_auto_dtype_on_cpu_follows_hardware_bfloat16(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, fast_bf16: bool, expected: torch.dtype
+) -> None:
+    """auto = bfloat16 only where the CPU computes it in hardware; where torch emulates it, it is 4-6x slower
+    than float32 (measured on an AVX2-only AMD EPYC), so float32."""
+    monkeypatch.setattr(models, "cpu_has_fast_bfloat16", lambda: fast_bf16)
     model, tokenizer = load_model(str(tiny_model_dir), device="cpu")
-    assert model.dtype == torch.bfloat16 and not model.training
+    assert model.dtype == expected and not model.training
     assert model.device.type == "cpu" and tokenizer.pad_token_id is not None
+    assert models.resolve_dtype("auto", "cpu") == str(expected).removeprefix("torch.")
+    assert models.resolve_dtype("float16", "cpu") == "float16"
+
+
+def test_cpu_bfloat16_probe_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert models.cpu_has_fast_bfloat16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert models.cpu_has_fast_bfloat16() is True
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert models.cpu_has_fast_bfloat16() is True
 
 
 def test_load_model_explicit_float32(tiny_model_dir: Path) -> None:
