@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import time
 from dataclasses import fields, replace
@@ -190,9 +192,14 @@ def main() -> None:
                     "ICM settings side by side, seed by seed; the baselines from the first) and exit")
     args = ap.parse_args()
     if args.tables:
-        rows, settings = merge_tables([json.loads(Path(f).read_text()) for f in args.tables])
+        blobs = [json.loads(Path(f).read_text()) for f in args.tables]
+        rows, settings = merge_tables(blobs)
+        print(", ".join(f"{f}: {b.get('model')} ({b.get('dtype', 'dtype not recorded')}, {b.get('machine', '?')})"
+                        for f, b in zip(args.tables, blobs, strict=True)))
         print(markdown(rows, settings))
         return
+    import torch
+
     from icm_plugin.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
@@ -200,13 +207,17 @@ def main() -> None:
     facts = load_examples(None, TASK, None)
     model, tok = load_model(args.model, dtype=args.dtype)
     scorer = PrefixSharingScorer(model, tok, TASK.label_words)
+    dtype = str(model.dtype).removeprefix("torch.")  # --dtype auto: bfloat16 only with hardware bfloat16
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    print(f"elicitation: {args.model} in {dtype} on {machine}", file=sys.stderr, flush=True)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         rows.append(run_seed(seed, args, scorer, facts, settings))
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "settings": [
-                {"name": n, "config": c.__dict__} for n, c in settings], "model": args.model}, indent=2))
-    print(f"{args.model}, facts, {args.pairs} questions x 2 claims per seed, rule exactly_one")
+                {"name": n, "config": c.__dict__} for n, c in settings], "model": args.model, "dtype": dtype,
+                "machine": machine}, indent=2))
+    print(f"{args.model} ({dtype}, {machine}), facts, {args.pairs} questions x 2 claims per seed, rule exactly_one")
     print(markdown(rows, settings))
 
 
