@@ -200,14 +200,14 @@ def main() -> None:
         return
     import torch
 
-    from icm_plugin.models import load_model
+    from icm_plugin.models import dtype_name, load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     settings = [parse_setting(s) for s in args.icm]
     facts = load_examples(None, TASK, None)
     model, tok = load_model(args.model, dtype=args.dtype)
     scorer = PrefixSharingScorer(model, tok, TASK.label_words)
-    dtype = str(model.dtype).removeprefix("torch.")  # --dtype auto: bfloat16 only with hardware bfloat16
+    dtype = dtype_name(model.dtype)  # --dtype auto: bfloat16 only with hardware bfloat16
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
     print(f"elicitation: {args.model} in {dtype} on {machine}", file=sys.stderr, flush=True)
     rows = []

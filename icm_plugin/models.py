@@ -356,7 +356,12 @@ def cpu_has_fast_bfloat16() -> bool:
 def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
     """The dtype name ``dtype`` (``--dtype``) stands for on ``device``: ``"auto"`` resolved as ``load_model``
     does (for code that hands a dtype name on, e.g. to lm-eval)."""
-    return str(_pick_dtype(dtype, _pick_device(device))).removeprefix("torch.")
+    return dtype_name(_pick_dtype(dtype, _pick_device(device)))
+
+
+def dtype_name(torch_dtype: Any) -> str:
+    """``torch.float32`` -> ``"float32"``: the name ``--dtype`` and lm-eval's ``dtype=`` take."""
+    return str(torch_dtype).removeprefix("torch.")
 
 
 def _wants_eager(config, torch_dtype) -> bool:
