@@ -200,7 +200,8 @@ def main() -> None:
         return
     import torch
 
-    from icm_plugin.models import dtype_name, load_model
+    from icm_plugin.hardware import dtype_name
+    from icm_plugin.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     settings = [parse_setting(s) for s in args.icm]

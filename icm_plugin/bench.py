@@ -132,8 +132,8 @@ def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, test: Sequence[Example
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    from icm_plugin.hardware import resolve_dtype
     from icm_plugin.lmeval.discovery import tasks_dir
-    from icm_plugin.models import resolve_dtype
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(cfg.dtype, device)

@@ -10,6 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
+from icm_plugin.hardware import DTYPES
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     add_train_parser(sub)
@@ -114,7 +116,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch size")
     p.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (merged before evaluation)")
     p.add_argument("--keep-models", action="store_true", help="keep the fine-tuned models under OUT/seed*/")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", default=None, help="folder (default: runs/bench-<task>-<model>)")
     p.add_argument("--resume", action="store_true", help="continue a bench in --out (same options)")

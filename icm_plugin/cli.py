@@ -7,6 +7,7 @@ import math
 import sys
 
 from icm_plugin.errors import ICMError
+from icm_plugin.hardware import DTYPES
 
 # the names of icm_plugin.consistency.RULES (a test keeps them equal; importing it here would slow `icm --help`)
 RULE_CHOICES = ("none", "exactly_one", "key", "same_key")
@@ -52,7 +53,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="facts", help="built-in task: claims, comparisons, truthfulqa, gsm8k, alpaca, facts")
     p.add_argument("--data", default=None, help="ICM .json/.jsonl file, a Hugging Face dataset name or local folder")
     p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias gemma-3-270m / smollm2-135m")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available; with --model-type, as lm_eval --device: "
                         "lm-eval's default, cuda:0, which its hf model takes for the CPU without a GPU)")
     p.add_argument("--limit", type=_int_at_least(0), default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 32 unless given; 0 = all)")

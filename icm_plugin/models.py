@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
+from icm_plugin.hardware import pick_device, pick_dtype
 
 DEFAULT_MODEL = "gemma-3-270m"
 CACHE_ENV = "ICM_CACHE_DIR"
@@ -43,7 +44,6 @@ CACHE_ENV = "ICM_CACHE_DIR"
 CONVERSION_VERSION = 1
 _STAMP = "icm_conversion.json"
 LABEL_WORDS = (" True", " False")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -315,55 +315,6 @@ def _check_tokenizer(tokenizer: Any, alias: ModelAlias) -> None:
 # Loading.
 
 
-def _pick_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ICMError(f"--device {device!r} asked for CUDA but torch sees no GPU: use --device cpu")
-    return device
-
-
-def _pick_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype not in DTYPES:
-        raise ICMError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_fast_bfloat16() else torch.float32
-    return getattr(torch, dtype)
-
-
-def cpu_has_fast_bfloat16() -> bool:
-    """True where this CPU computes bfloat16 in hardware (x86 AVX-512 BF16 or AMX, or what oneDNN calls
-    bf16-capable, e.g. ARM with BF16). There bfloat16 is about 2x faster than float32 for these small models;
-    elsewhere torch emulates it and it is 4-6x SLOWER (Gemma-3-270M on a 2-core AVX2-only AMD EPYC: 474
-    tokens/s in float32, 82 in bfloat16; one evaluation of 32 claims 16.9 s against 62.5 s)."""
-    import torch
-
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if any(probe is not None and probe() for probe in probes):
-        return True
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
-    """The dtype name ``dtype`` (``--dtype``) stands for on ``device``: ``"auto"`` resolved as ``load_model``
-    does (for code that hands a dtype name on, e.g. to lm-eval)."""
-    return dtype_name(_pick_dtype(dtype, _pick_device(device)))
-
-
-def dtype_name(torch_dtype: Any) -> str:
-    """``torch.float32`` -> ``"float32"``: the name ``--dtype`` and lm-eval's ``dtype=`` take."""
-    return str(torch_dtype).removeprefix("torch.")
-
-
 def _wants_eager(config, torch_dtype) -> bool:
     """Eager attention for Gemma models with attention softcapping (Gemma-2: sdpa cannot apply it) and for
     Gemma in float32, where eager keeps a prefix cache extended piece by piece within fp32 noise of one full
@@ -383,7 +334,7 @@ def load_model(name: str, dtype: str = "auto", device: str | None = None) -> tup
     """Load ``(model, tokenizer)`` for ``--model name`` in eval mode on ``device``.
 
     ``dtype``: ``"auto"`` = bfloat16 on a CPU that computes it in hardware and float32 on one that would
-    emulate it (``cpu_has_fast_bfloat16``), bfloat16 (float16 if unsupported) on CUDA; or
+    emulate it (``hardware.cpu_has_fast_bfloat16``), bfloat16 (float16 if unsupported) on CUDA; or
     ``"float32"`` / ``"bfloat16"`` / ``"float16"``. ``device``: default ``"cuda"`` if available else
     ``"cpu"``. Gemma models get eager attention in float32 (and Gemma-2 always), which keeps a
     ``DynamicCache`` prefix extended piece by piece within fp32 noise of one full forward (sliding-window
@@ -395,8 +346,8 @@ def load_model(name: str, dtype: str = "auto", device: str | None = None) -> tup
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    device = _pick_device(device)
-    torch_dtype = _pick_dtype(dtype, device)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
     source = resolve_model(name)
     is_local = Path(source).is_dir()
     try:

@@ -138,7 +138,7 @@ def _print_summary(out: Path, report: dict[str, Any]) -> None:
 
 def _model_dtype(scorer) -> str | None:
     """The dtype the native scorer's model runs in (``--dtype auto`` depends on the CPU); None for a backend."""
-    from icm_plugin.models import dtype_name
+    from icm_plugin.hardware import dtype_name
 
     dtype = getattr(getattr(scorer, "model", None), "dtype", None)
     return dtype_name(dtype) if dtype is not None else None

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from icm_plugin import models
+from icm_plugin import hardware, models
 from icm_plugin.errors import ICMError
 from icm_plugin.models import alias_folder, load_model, model_display_name, resolve_model
 
@@ -207,24 +207,24 @@ def test_load_model_auto_dtype_on_cpu_follows_hardware_bfloat16(
 ) -> None:
     """auto = bfloat16 only where the CPU computes it in hardware; where torch emulates it, it is 4-6x slower
     than float32 (measured on an AVX2-only AMD EPYC), so float32."""
-    monkeypatch.setattr(models, "cpu_has_fast_bfloat16", lambda: fast_bf16)
+    monkeypatch.setattr(hardware, "cpu_has_fast_bfloat16", lambda: fast_bf16)
     model, tokenizer = load_model(str(tiny_model_dir), device="cpu")
     assert model.dtype == expected and not model.training
     assert model.device.type == "cpu" and tokenizer.pad_token_id is not None
-    assert models.resolve_dtype("auto", "cpu") == str(expected).removeprefix("torch.")
-    assert models.resolve_dtype("float16", "cpu") == "float16"
+    assert hardware.resolve_dtype("auto", "cpu") == str(expected).removeprefix("torch.")
+    assert hardware.resolve_dtype("float16", "cpu") == "float16"
 
 
 def test_cpu_bfloat16_probe_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
-    assert models.cpu_has_fast_bfloat16() is False
+    assert hardware.cpu_has_fast_bfloat16() is False
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert models.cpu_has_fast_bfloat16() is True
+    assert hardware.cpu_has_fast_bfloat16() is True
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
-    assert models.cpu_has_fast_bfloat16() is True
+    assert hardware.cpu_has_fast_bfloat16() is True
 
 
 def test_load_model_explicit_float32(tiny_model_dir: Path) -> None:
