@@ -166,17 +166,17 @@ def markdown(rows: list[dict], settings) -> str:
 
 
 def merge_tables(blobs: list[dict]) -> tuple[list[dict], list[tuple[str, None]]]:
-    """Rows of several ``--json`` files: per seed, the first file's baselines and every file's ICM settings
-    (only seeds present in every file)."""
-    seeds = set.intersection(*({r["seed"] for r in b["rows"]} for b in blobs))
-    rows = []
-    for seed in sorted(seeds):
-        row = dict(next(r for r in blobs[0]["rows"] if r["seed"] == seed))
-        for b in blobs[1:]:
-            row |= {k: v for k, v in next(r for r in b["rows"] if r["seed"] == seed).items() if k.startswith("icm:")}
-        rows.append(row)
-    settings = [(s["name"], None) for b in blobs for s in b["settings"]]
-    return rows, settings
+    """Rows of several ``--json`` files, seed by seed: the baselines from the first file that has the seed and
+    the ICM settings of every file that has it (so one job per seed, or one per setting, can be printed as one
+    table). Only seeds that have every setting are printed, so the means are over one set of seeds."""
+    by_seed: dict[int, dict] = {}
+    for b in blobs:
+        for r in b["rows"]:
+            row = by_seed.setdefault(r["seed"], dict(r))
+            row |= {k: v for k, v in r.items() if k.startswith("icm:")}
+    names = list(dict.fromkeys(s["name"] for b in blobs for s in b["settings"]))
+    complete = [row for _, row in sorted(by_seed.items()) if all(f"icm:{n}" in row for n in names)]
+    return complete, [(n, None) for n in names]
 
 
 def main() -> None:
