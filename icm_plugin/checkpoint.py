@@ -2,7 +2,7 @@
 
 ``ICM.fit`` writes ``checkpoint.json`` after every step (``icm_plugin.search``); ``icm label --resume``
 continues from it. A checkpoint may only be resumed by the command that would have written it: the same pool
-(example ids), hyperparameters, clamped labels and run (task, model, scorer, rule, data). Anything else, and
+(example ids), hyperparameters, clamped labels and run (task, model, scorer, dtype, rule, data). Anything else, and
 any file that is not a whole checkpoint, is one ICMError naming the file, what differs (the flag, both values)
 and the fix. The run layer checks this before it writes anything or loads the model; ``ICM`` checks it again
 when it loads the state.
@@ -31,7 +31,7 @@ _TYPES = {"config": dict, "ids": list, "clamped": dict, "group_orders": list, "i
 STATE_KEYS = ("iteration", "labels", "best", "history", "conflicts", "accepted", "flips", "converged")
 #: run facts recorded in the checkpoint, with the flag that sets each
 RUN_FLAGS = {"task": "--task", "data": "--data", "model": "--model", "model_type": "--model-type",
-             "model_args": "--model-args", "scorer": "--scorer", "rule": "--rule"}
+             "model_args": "--model-args", "scorer": "--scorer", "dtype": "--dtype", "rule": "--rule"}
 #: hyperparameters a user sets by flag; the others are named as hyperparameters
 CONFIG_FLAGS = {"alpha": "--alpha", "seed": "--seed", "iterations": "--iterations", "force_repair": "--force-repair",
                 "context": "--context", "scale": "--scale", "orders": "--orders"}
@@ -86,10 +86,12 @@ def check_resume(blob: dict[str, Any], path: str | Path, ids: list[str], config:
                        "choose another --out (the run folder is left as it is)")
     saved_run = blob.get("run")
     if run is not None and isinstance(saved_run, dict):
-        for key, flag in RUN_FLAGS.items():
-            if saved_run.get(key) != run.get(key):
-                raise ICMError(f"{where}: it was made with {flag} {_show(saved_run.get(key))}, this command has "
-                               f"{_show(run.get(key))}; {fix}")
+        for key, flag in RUN_FLAGS.items():  # a key an older checkpoint lacks was not recorded: not checked
+            if key in saved_run and saved_run[key] != run.get(key):
+                hint = (f" (--dtype auto follows this machine's CPU: pass --dtype {saved_run[key]} to resume as "
+                        "the run was made)" if key == "dtype" and saved_run[key] else "")
+                raise ICMError(f"{where}: it was made with {flag} {_show(saved_run[key])}, this command has "
+                               f"{_show(run.get(key))}{hint}; {fix}")
     saved_config = blob["config"]
     for key in sorted(set(saved_config) | set(config), key=lambda k: (k not in CONFIG_FLAGS, k)):
         if saved_config.get(key) != config.get(key):

@@ -64,6 +64,7 @@ def no_model_load(monkeypatch):
     (["--no-force-repair"], "--force-repair True, this command has False"),
     (["--rule", "none"], "--rule 'exactly_one', this command has 'none'"),
     (["--scorer", "reference"], "--scorer 'prefix', this command has 'reference'"),
+    (["--dtype", "bfloat16"], "--dtype 'float32', this command has 'bfloat16'"),
     (["--model", "another-model-folder"], "--model"),
 ])
 def test_refused_resume_writes_nothing_and_names_the_setting(finished, tiny_model_dir, capsys, no_model_load,
@@ -88,7 +89,33 @@ def test_resume_with_another_clamp_file_is_refused(finished, tiny_model_dir, tmp
 def test_checkpoint_records_the_run(finished, tiny_model_dir):
     blob = json.loads((finished / "checkpoint.json").read_text())
     assert blob["run"] == {"task": "facts", "data": None, "model": str(tiny_model_dir), "model_type": None,
-                           "model_args": None, "scorer": "prefix", "rule": "exactly_one"}
+                           "model_args": None, "scorer": "prefix", "dtype": "float32", "rule": "exactly_one"}
+
+
+def test_a_resume_where_dtype_auto_resolves_otherwise_is_refused_naming_the_dtype_to_pass(
+        finished, tiny_model_dir, capsys, no_model_load, monkeypatch):
+    """The run was made in float32; on a CPU with hardware bfloat16 `--dtype auto` is bfloat16, whose labels can
+    differ: the resume is refused before anything is written, and the message says which --dtype resumes it."""
+    from icm_plugin import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_fast_bfloat16", lambda: True)
+    before = snapshot(finished)
+    assert main(label_args(tiny_model_dir, finished, "--resume", "--dtype", "auto", "--device", "cpu")) == 2
+    err = capsys.readouterr().err
+    assert "--dtype 'float32', this command has 'bfloat16'" in err and "pass --dtype float32" in err, err
+    assert snapshot(finished) == before
+
+
+def test_a_checkpoint_written_before_dtype_was_recorded_still_resumes(finished, tiny_model_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(finished, old)
+    blob = json.loads((old / "checkpoint.json").read_text())
+    del blob["run"]["dtype"]
+    (old / "checkpoint.json").write_text(json.dumps(blob))
+    assert main(label_args(tiny_model_dir, old, "--resume")) == 0
+    assert (old / "labels.jsonl").read_text() == (finished / "labels.jsonl").read_text()
 
 
 def test_the_same_resume_is_accepted(finished, tiny_model_dir):

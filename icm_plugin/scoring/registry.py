@@ -60,10 +60,14 @@ class ModelSpec:
 
     def run_facts(self) -> dict[str, Any]:
         """What a checkpoint records of the model (``icm_plugin.checkpoint.RUN_FLAGS``): the unused side is None."""
+        from icm_plugin.hardware import resolve_dtype
+
         backend = bool(self.model_type)
         return {"model": None if backend else self.model, "model_type": self.model_type or None,
                 "model_args": (self.model_args or None) if backend else None,
-                "scorer": None if backend else self.scorer}
+                "scorer": None if backend else self.scorer,
+                # resolved: ``auto`` is bfloat16 on one CPU and float32 on another, and the labels can differ
+                "dtype": None if backend else resolve_dtype(self.dtype, self.device)}
 
     def build(self, label_words, separator: str = "\n\n") -> Scorer:
         """Load the model and return its scorer (ICMError when it cannot be loaded; see ``scorer_for``)."""
