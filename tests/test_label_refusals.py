@@ -153,26 +153,31 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_stub(tiny_model_
 
 
 def test_a_second_writer_of_one_run_folder_is_locked_out(tiny_model_dir, tmp_path):
+    """The first writer is paused (SIGSTOP) at its first checkpoint, holding the lock: on the tiny model the search
+    reaches a fixed point within a second, and under load it could finish before the second command starts."""
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    first = subprocess.Popen(ICM + label_args(tiny_model_dir, out, "--iterations", "5000"), env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(ICM + label_args(tiny_model_dir, out, "--limit", "64", "--iterations", "5000"),
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while not (out / "checkpoint.json").exists() and time.time() < deadline:
-            time.sleep(0.05)
+        while not (out / "checkpoint.json").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.005)
+        first.send_signal(signal.SIGSTOP)
         assert (out / "checkpoint.json").exists(), "the first run never checkpointed"
-        second = subprocess.run(ICM + label_args(tiny_model_dir, out, "--iterations", "5000", "--resume"),
+        assert first.poll() is None, "the first run ended before it could be paused"
+        second = subprocess.run(ICM + label_args(tiny_model_dir, out, "--limit", "64", "--iterations", "5000",
+                                                 "--resume"),
                                 env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr
         assert "another `icm label` is writing this run folder" in second.stderr
         assert "Traceback" not in second.stderr
-        assert first.poll() is None  # the first one runs on, undisturbed
+        assert first.poll() is None  # the first one is still there, holding its lock, undisturbed
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     # the kill released the lock: the resume proceeds (checked up to the refusal point only)
-    third = subprocess.run(ICM + label_args(tiny_model_dir, out, "--iterations", "4999", "--resume"),
+    third = subprocess.run(ICM + label_args(tiny_model_dir, out, "--limit", "64", "--iterations", "4999", "--resume"),
                            env=env, capture_output=True, text=True, timeout=120)
     assert third.returncode == 2 and "--iterations 5000, this command has 4999" in third.stderr
 
