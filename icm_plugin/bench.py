@@ -128,14 +128,13 @@ def test_scores(scores: np.ndarray, test: Sequence[Example], rule: str) -> dict[
 def lmeval_accuracy(folder: str | Path, cfg: BenchConfig, test: Sequence[Example], rule: str) -> dict[str, float]:
     """Zero-shot accuracy of the model in ``folder`` on the ``icm_<task>`` lm-eval task's first ``len(test)`` test
     docs: lm-eval's ``acc`` and, from its per-doc log-likelihoods, the rule-decoded accuracy."""
-    import torch
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    from icm_plugin.hardware import resolve_dtype
+    from icm_plugin.hardware import pick_device, resolve_dtype
     from icm_plugin.lmeval.discovery import tasks_dir
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     with _lmeval_data_dir(cfg) as data_dir:
         metadata = {"data_dir": data_dir} if data_dir else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,8 +108,6 @@ def test_a_resume_where_dtype_auto_resolves_otherwise_is_refused_naming_the_dtyp
 
 
 def test_a_checkpoint_written_before_dtype_was_recorded_still_resumes(finished, tiny_model_dir, tmp_path):
-    import shutil
-
     old = tmp_path / "old"
     shutil.copytree(finished, old)
     blob = json.loads((old / "checkpoint.json").read_text())
