@@ -10,16 +10,20 @@ Resumable per batch: with ``--resume`` a batch whose ``report.json`` exists is n
 one continues from its checkpoint. Batches run one after another, or in threads when the scorer says its
 backend takes several searches at once (``parallel_capacity`` > 1, e.g. an API backend with
 ``num_concurrent``; each thread gets ``scorer.fork()``) or has several servers (``scorer.replicas``, e.g.
-``base_url=A|B``: each batch runs on a free server, ``parallel_capacity`` batches per server).
+``base_url=A|B``: each batch runs on a free server, ``parallel_capacity`` batches per server); ``--executor``
+chooses (``sequential``, ``threads``, or ``ray``: each batch a Ray task with its own scorer, on a local or a
+joined cluster, see ``icm_plugin.executors``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import platform
 import queue
+import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +33,7 @@ from typing import Any
 
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
+from icm_plugin.executors import RayCluster, check_executor, is_served, task_device
 from icm_plugin.icm_config import ICMConfig
 from icm_plugin.job import LabelJob, load_pool
 from icm_plugin.loaders import group_key
@@ -36,6 +41,7 @@ from icm_plugin.preflight import check_checkpoint, check_clamp, check_pool_memor
 from icm_plugin.run_folder import RunFolder
 from icm_plugin.rundir import RunDir
 from icm_plugin.scoring.base import Scorer
+from icm_plugin.scoring.registry import ModelSpec
 from icm_plugin.search import ICM
 from icm_plugin.tasks import DEMO_SEPARATOR, Task, get_task
 from icm_plugin.writers import (
@@ -95,16 +101,30 @@ def batch_name(index: int) -> str:
 def label_in_batches(job: LabelJob) -> RunFolder:
     """``label(job)`` with ``job.batch_size`` (`icm label --batch-size N`): one search per batch, merged into
     one run folder, which it returns. Raises ICMError for user mistakes."""
+    executor = job.executor
+    check_executor(executor, job.ray_address)
     task = get_task(job.task)
     examples = load_pool(job, task)
     clamped = job.clamps()
     check_clamp(clamped, examples, job.clamp_source)
     rule = job.rule or task.rule_for(examples)
+    batches = split_by_group(examples, job.batch_size or 0)
+    with contextlib.ExitStack() as stack:
+        gpus = 0
+        if executor == "ray":  # joined before anything is written: an unreachable cluster leaves no trace
+            cluster = stack.enter_context(RayCluster(job.ray_address))
+            gpus = cluster.gpus_per_batch(job.model)
+            job = replace(job, model=cluster.pin_dtype(job.model, gpus))
+        return _label_batches(job, task, examples, clamped, rule, batches, gpus)
+
+
+def _label_batches(job: LabelJob, task: Task, examples: list[Example], clamped: dict[str, int], rule: str,
+                   batches: list[list[Example]], gpus: int) -> RunFolder:
+    executor = job.executor
     model_name = job.model.display_name
     out = job.out_dir(task)
     cfg = job.config
     info = job.run_info(task, rule)
-    batches = split_by_group(examples, job.batch_size or 0)
     manifest = {"batch_size": job.batch_size, "seed": cfg.seed,
                 "batches": [{"batch": batch_name(b), "ids": [e.id for e in batch]} for b, batch in enumerate(batches)]}
     with RunDir.open(out, job.resume) as run_dir, run_dir.guard():
@@ -115,17 +135,22 @@ def label_in_batches(job: LabelJob) -> RunFolder:
                 check_checkpoint(out / "batches" / batch_name(b) / "checkpoint.json", batch,
                                  replace(cfg, seed=cfg.seed + b), {i: y for i, y in clamped.items() if i in ids}, info)
         coverage = rule_coverage(examples, rule, job.data or task.name)
-        scorer = job.model.build(task.label_words, DEMO_SEPARATOR)
-        for batch in batches:
-            check_pool_memory(scorer, task, batch, job.data or f"the {task.name} pool")
+        scorer = None  # on Ray each task builds its own, and checks its batch's memory there
+        if executor != "ray":
+            scorer = job.model.build(task.label_words, DEMO_SEPARATOR)
+            for batch in batches:
+                check_pool_memory(scorer, task, batch, job.data or f"the {task.name} pool")
         write_json(out / MANIFEST, manifest)
         write_examples(out, examples)
         write_json(out / "config.json", job.config_record(task, rule, batch_size=job.batch_size,
-                                                          batches=len(batches), batch_seeds="seed + batch index"))
+                                                          batches=len(batches), batch_seeds="seed + batch index",
+                                                          executor=executor))
 
+        where = f" as Ray tasks ({gpus} GPU each)" if executor == "ray" else ""
         print(f"icm: labelling {len(examples)} examples of task {task.name!r} with {model_name} in {len(batches)} "
-              f"batches of <= {job.batch_size} -> {out}")
-        runner = BatchRunner(scorer, task, cfg, rule=job.rule, resume=job.resume, run_info=info)
+              f"batches of <= {job.batch_size}{where} -> {out}")
+        runner = BatchRunner(scorer, task, cfg, rule=job.rule, resume=job.resume, run_info=info, executor=executor,
+                             model=job.model, gpus=gpus)
         summaries = runner.run(batches, clamped, out / "batches")
         report = merge_batches(out, examples, batches, summaries, base={
             "task": task.name, "model": model_name, "seed": cfg.seed, "alpha": cfg.alpha, "rule": rule, **coverage,
@@ -144,24 +169,37 @@ def label_in_batches(job: LabelJob) -> RunFolder:
 class BatchRunner:
     """Runs one ICM search per batch into ``root/NNN/``; skips finished batches, resumes interrupted ones.
 
+    ``executor``: ``sequential`` (one batch after another), ``threads`` or None (the default: threads where the
+    backend takes several searches at once), or ``ray`` (each batch a Ray task on the cluster this process is
+    connected to, building its scorer from ``model`` on ``gpus`` GPUs; ``scorer`` is not used and may be None).
     ``workers`` defaults to ``parallel_capacity`` summed over ``scorer.replicas`` (the scorer itself when it has
     none; 1 for the native scorers): with more, batches run in threads, each on a fork of a free replica so token
     counts stay per batch.
     """
 
-    def __init__(self, scorer: Scorer, task: Task, config: ICMConfig, rule: str | None = None,
-                 resume: bool = False, workers: int | None = None, run_info: dict[str, Any] | None = None):
+    def __init__(self, scorer: Scorer | None, task: Task, config: ICMConfig, rule: str | None = None,
+                 resume: bool = False, workers: int | None = None, run_info: dict[str, Any] | None = None,
+                 executor: str | None = None, model: ModelSpec | None = None, gpus: int = 0):
+        check_executor(executor)
+        if executor == "ray" and model is None:
+            raise ICMError("the ray executor builds each batch's scorer from a ModelSpec: pass model=")
         self.scorer = scorer
         self.run_info = run_info
         self.task = task
         self.config = config
         self.rule = rule
         self.resume = resume
+        self.executor = executor
+        self.model = model
+        self.gpus = gpus
         self.replicas = list(getattr(scorer, "replicas", None) or [scorer])
         capacity = sum(max(1, int(getattr(r, "parallel_capacity", 1))) for r in self.replicas)
         self.workers = max(1, workers if workers is not None else capacity)
-        if self.workers > 1 and not hasattr(scorer, "fork"):
+        if executor in ("sequential", "ray") or (self.workers > 1 and not hasattr(scorer, "fork")):
             self.workers = 1
+
+    def __getstate__(self) -> dict[str, Any]:  # shipped to Ray tasks: without the driver's scorer
+        return {**self.__dict__, "scorer": None, "replicas": []}
 
     def run(self, batches: Sequence[Sequence[Example]], clamped: dict[str, int], root: Path) -> list[dict[str, Any]]:
         """Label every batch; returns one summary per batch (from its report.json), in batch order."""
@@ -170,6 +208,8 @@ class BatchRunner:
         for b, batch in enumerate(batches):
             ids = {e.id for e in batch}
             jobs.append((b, list(batch), {i: y for i, y in clamped.items() if i in ids}))
+        if self.executor == "ray":
+            return self._run_on_ray(jobs, root)
         if self.workers == 1:
             return [self.label_batch(self.scorer, b, batch, clamp, root, progress=True) for b, batch, clamp in jobs]
         free: queue.SimpleQueue = queue.SimpleQueue()  # a replica per slot: each batch takes a free one
@@ -187,23 +227,59 @@ class BatchRunner:
             futures = [pool.submit(on_a_free_replica, b, batch, clamp) for b, batch, clamp in jobs]
             return [f.result() for f in futures]
 
+    def _run_on_ray(self, jobs: list[tuple[int, list[Example], dict[str, int]]], root: Path) -> list[dict[str, Any]]:
+        """The batches not finished earlier as Ray tasks (``_label_on_ray``), a progress bar over batches."""
+        summaries: dict[int, dict[str, Any]] = {}
+        for b, batch, _ in jobs:
+            summary = self.finished(b, batch, root)
+            if summary is not None:
+                summaries[b] = summary
+        todo = [(b, batch, clamp, root.resolve()) for b, batch, clamp in jobs if b not in summaries]
+        if todo:  # on the cluster this process joined (label_in_batches), else on a local one for this call
+            with RayCluster() as cluster:
+                done = cluster.map(self._label_on_ray, todo, self.gpus, desc=f"icm: {len(todo)} batches on Ray")
+            summaries.update({b: s for (b, *_), s in zip(todo, done, strict=True)})
+        return [summaries[b] for b, _, _ in jobs]
+
+    def _label_on_ray(self, job: tuple[int, list[Example], dict[str, int], Path]) -> dict[str, Any]:
+        """One batch inside a Ray task: its own scorer (the device Ray assigned), its memory check, its search
+        (continuing from the batch's checkpoint when an earlier attempt left one)."""
+        index, batch, clamp, root = job
+        if not root.is_dir():
+            raise ICMError(f"{root} is not visible on the Ray node {socket.gethostname()}: put --out on a file "
+                           "system every node mounts at the same path")
+        spec = self.model
+        if not is_served(spec):
+            spec = replace(spec, device=task_device())
+        scorer = spec.build(self.task.label_words, DEMO_SEPARATOR)
+        check_pool_memory(scorer, self.task, batch, f"batch {batch_name(index)}")
+        return self.label_batch(scorer, index, batch, clamp, root, progress=False, resume=True)
+
+    def finished(self, index: int, batch: Sequence[Example], root: Path) -> dict[str, Any] | None:
+        """The summary of a batch finished earlier (its report.json), or None. ICMError: other examples."""
+        done = root / batch_name(index) / "report.json"
+        if not done.exists():
+            return None
+        summary = read_json(done)
+        if summary.get("ids") != [e.id for e in batch]:
+            raise ICMError(f"{done}: this batch folder holds other examples; use another --out")
+        print(f"icm: batch {batch_name(index)}: done earlier, kept")
+        return summary
+
     def label_batch(self, scorer: Scorer, index: int, batch: list[Example], clamped: dict[str, int], root: Path,
-                    progress: bool = True) -> dict[str, Any]:
-        """One batch's search and run folder; a batch with a report.json is done and only read back."""
-        folder = root / batch_name(index)
-        done = folder / "report.json"
-        if done.exists():
-            summary = read_json(done)
-            if summary.get("ids") != [e.id for e in batch]:
-                raise ICMError(f"{done}: this batch folder holds other examples; use another --out")
-            print(f"icm: batch {batch_name(index)}: done earlier, kept")
+                    progress: bool = True, resume: bool | None = None) -> dict[str, Any]:
+        """One batch's search and run folder; a batch with a report.json is done and only read back.
+        ``resume``: continue from the batch's checkpoint (default: the runner's ``resume``)."""
+        summary = self.finished(index, batch, root)
+        if summary is not None:
             return summary
+        folder = root / batch_name(index)
         folder.mkdir(parents=True, exist_ok=True)
         cfg = replace(self.config, seed=self.config.seed + index)
         icm = ICM(scorer, self.task, cfg, rule=self.rule)
         t0 = time.perf_counter()
-        icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json", resume=self.resume, progress=progress,
-                run_info=self.run_info)
+        icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json",
+                resume=self.resume if resume is None else resume, progress=progress, run_info=self.run_info)
         write_examples(folder, batch)
         write_labels(folder, batch, icm.labels_, icm.confidence_)
         write_jsonl(folder / "conflicts.jsonl", icm.conflicts_)
@@ -216,7 +292,7 @@ class BatchRunner:
                 "wall_seconds_this_run": round(time.perf_counter() - t0, 2), "scorer": scorer.name,
                 "ids": [e.id for e in batch]}
         report = build_report(folder, batch, base)
-        write_json(done, report)  # written last: its presence marks the batch finished
+        write_json(folder / "report.json", report)  # written last: its presence marks the batch finished
         if not progress:
             print(f"icm: batch {batch_name(index)}: n={len(batch)} U={icm.U_:.3f} {icm.seconds_:.0f}s")
         return report

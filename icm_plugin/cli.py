@@ -84,6 +84,13 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args); for a server: "
                         "num_concurrent=N prompts in flight per server, base_url=URL1|URL2 for several servers")
     p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="label the pool in batches of about N examples, whole consistency groups (paper: 256), merged into one run folder")
+    p.add_argument("--executor", default=None, choices=["sequential", "threads", "ray"],
+                   help="where the batches of --batch-size run: one after another, in threads (the default where "
+                        "the backend takes several searches at once), or as Ray tasks, each with its own scorer "
+                        "(one GPU each where the cluster has GPUs; pip install \"icm-plugin[ray]\")")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: join the Ray cluster at ADDR (head:6379, ray://head:10001 or auto) "
+                        "instead of starting a local one")
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--memory-limit", type=_memory_size, default=None, metavar="GiB",
@@ -115,9 +122,12 @@ def label_job(args: argparse.Namespace, plugins: list | None = None):
                       memory_limit=args.memory_limit)
     hooks = tuple(hook for plugin in (plugins if plugins is not None else _plugins())
                   for hook in plugin.label_hooks(args))
+    executor, ray_address = getattr(args, "executor", None), getattr(args, "ray_address", None)
+    if (executor or ray_address) and not args.batch_size:
+        raise ICMError("--executor and --ray-address run the batches of --batch-size N; add --batch-size")
     return LabelJob(task=args.task, data=args.data, model=model, config=icm_config(args), limit=args.limit,
                     rule=args.rule, clamp=args.clamp, compare_to=args.compare_to, out=args.out, resume=args.resume,
-                    batch_size=args.batch_size, hooks=hooks)
+                    batch_size=args.batch_size, executor=executor, ray_address=ray_address, hooks=hooks)
 
 
 def _cmd_label(args: argparse.Namespace) -> int:

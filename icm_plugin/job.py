@@ -58,7 +58,10 @@ class LabelJob:
     rule. clamp: labels the search must keep: a jsonl of {id, label}, or a dict id -> 0/1. compare_to: an earlier run folder (same seed) to
     count what the clamps changed. out: the run folder (None: ``runs/<task>-<model>-seed<seed>``). resume:
     continue from the checkpoint in ``out``. batch_size: label in batches of about this many examples, whole
-    consistency groups, merged into one run folder. hooks: integrations (see ``LabelHook``).
+    consistency groups, merged into one run folder. executor: where the batches run: ``sequential``,
+    ``threads`` or ``ray`` (None: threads where the backend takes several searches at once; see
+    ``icm_plugin.executors``). ray_address: the Ray cluster to join (None: ``ray.init()``'s local one).
+    hooks: integrations (see ``LabelHook``).
     """
 
     task: str = "facts"
@@ -72,6 +75,8 @@ class LabelJob:
     out: str | Path | None = None
     resume: bool = False
     batch_size: int | None = None
+    executor: str | None = None
+    ray_address: str | None = None
     hooks: tuple[LabelHook, ...] = ()
 
     @property
