@@ -146,3 +146,52 @@ def test_executor_flags_need_a_batch_size(tiny_model_dir, tmp_path, capsys):
     args = [a for a in label_args(tiny_model_dir, tmp_path / "x", "--executor", "ray") if a not in ("--batch-size", "4")]
     assert main(args) == 2
     assert "add --batch-size" in capsys.readouterr().err
+
+
+def test_gpus_per_batch_a_local_model_takes_one_gpu_a_server_client_none(monkeypatch):
+    from icm_plugin.errors import ICMError
+    from icm_plugin.executors import RayCluster
+    from icm_plugin.job import ModelSpec
+
+    cluster = object.__new__(RayCluster)
+    served = ModelSpec(model_type="local-completions", model_args="base_url=http://127.0.0.1:8000/v1/completions")
+    for have, spec, want in [(8.0, ModelSpec(), 1), (0.0, ModelSpec(), 0), (8.0, ModelSpec(device="cpu"), 0),
+                             (8.0, served, 0), (8.0, ModelSpec(model_type="hf", model_args="pretrained=x"), 1)]:
+        monkeypatch.setattr(RayCluster, "gpus", lambda self, have=have: have)
+        assert cluster.gpus_per_batch(spec) == want, (have, spec)
+    monkeypatch.setattr(RayCluster, "gpus", lambda self: 0.0)
+    with pytest.raises(ICMError, match="has none"):
+        cluster.gpus_per_batch(ModelSpec(device="cuda"))
+
+
+def test_the_executor_choice_sets_the_runner_s_threads():
+    from scripted import ScriptedScorer
+
+    from icm_plugin.batches import BatchRunner
+    from icm_plugin.errors import ICMError
+    from icm_plugin.search import ICMConfig
+    from icm_plugin.tasks import get_task
+
+    class Forkable(ScriptedScorer):
+        parallel_capacity = 3
+
+        def fork(self):
+            return self
+
+    task, cfg = get_task("facts"), ICMConfig()
+    assert BatchRunner(Forkable({}), task, cfg).workers == 3
+    assert BatchRunner(Forkable({}), task, cfg, executor="threads").workers == 3
+    assert BatchRunner(Forkable({}), task, cfg, executor="sequential").workers == 1
+    with pytest.raises(ICMError, match="ModelSpec"):
+        BatchRunner(None, task, cfg, executor="ray")
+    with pytest.raises(ICMError, match="not one of"):
+        BatchRunner(Forkable({}), task, cfg, executor="dask")
+
+
+@pytest.mark.parametrize("address", ["head", "ray://head", "head:port"])
+def test_a_ray_address_without_a_port_is_refused(address):
+    from icm_plugin.errors import ICMError
+    from icm_plugin.executors import check_reachable
+
+    with pytest.raises(ICMError, match="is not host:port"):
+        check_reachable(address)
