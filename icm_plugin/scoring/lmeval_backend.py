@@ -263,8 +263,13 @@ class LMEvalScorer(Scorer):
                     f"context too long: a prompt of {n} tokens exceeds the backend's max_length {self.max_length} "
                     "(lm-eval would cut it from the left); label a smaller pool (--limit or --batch-size) or raise "
                     "max_length in --model-args if the model allows it")
-            # an API request per label word; a local model forwards the shared context once (lm-eval's logits cache)
-            self.token_forwards += (n + 1) * len(self.label_words) if self.is_api else n + len(self.label_words)
+            self.token_forwards += self._forwards(n)
+
+    def _forwards(self, n_tokens: int) -> int:
+        """Tokens one prompt of ``n_tokens`` costs: an API request per label word; a local model forwards the
+        shared context once (lm-eval's logits cache)."""
+        words = len(self.label_words)
+        return (n_tokens + 1) * words if self.is_api else n_tokens + words
 
     def _call(self, instances: list, lm: Any) -> list:
         try:

@@ -77,10 +77,11 @@ class ModelSpec:
 def scorer_for(spec: ModelSpec, label_words, separator: str = "\n\n") -> Scorer:
     """The scorer ``spec`` asks for: an lm-eval backend (``model_type``) or the native ``scorer``."""
     if spec.model_type:
-        from icm_plugin.scoring.lmeval_backend import LMEvalScorer
+        from icm_plugin.scoring.next_token import build_backend_scorer
 
-        scorer: Scorer = LMEvalScorer.from_model_type(spec.model_type, spec.model_args or "", label_words,
-                                                      separator, device=spec.device)
+        # a completions server: one next-token request per prompt (scoring=echo in model_args: loglikelihood)
+        scorer: Scorer = build_backend_scorer(spec.model_type, spec.model_args or "", label_words, separator,
+                                              device=spec.device)
     else:
         from icm_plugin.models import load_model
 
