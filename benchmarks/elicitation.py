@@ -1,11 +1,15 @@
 """Does ICM elicit? ICM beside zero-shot, zero-shot + rule, bootstrap and the golden in-context ceiling, per seed.
 
-    python benchmarks/elicitation.py [--seeds 0,1,2] [--pairs 32] [--model gemma-3-270m]
-        [--icm default paper] [--icm "T1:initial_temperature=1" ...] [--json out.json]
+    python benchmarks/elicitation.py [--task facts|FILE.yaml] [--data FILE] [--seeds 0,1,2] [--pairs 32]
+        [--model gemma-3-270m] [--icm default paper] [--icm "T1:initial_temperature=1" ...] [--json out.json]
+    python benchmarks/elicitation.py --task examples/topics/topics.yaml --pairs 0 --icm default   # 4 labels
 
-Each seed draws its own pool of ``--pairs`` questions (both candidates of each) from the packaged facts. On it:
+Each seed draws its own pool of ``--pairs`` consistency groups (every member of each; ``--pairs 0``: the whole
+pool, the seed then moves only ICM's start and layout) from the task's data (``--data``, else the task's own:
+the packaged facts by default). Any task file works, with any number of labels. On the pool:
 
-- zero-shot: each claim True when the model prefers " True" with no demonstrations;
+- zero-shot: each example's most likely label with no demonstrations (two labels: True when the model prefers
+  " True");
 - zero-shot + rule: the same scores decoded under the task's rule (per question, the more likely candidate);
 - bootstrap: ``icm_plugin.bootstrap.Bootstrap`` (3 rounds, own group left out, rule-decoded);
 - golden, own group hidden: every example scored with the GOLD labels of all other groups as demonstrations
@@ -39,11 +43,11 @@ from icm_plugin.objective import group_members, group_requests
 from icm_plugin.search import ICM, ICMConfig
 from icm_plugin.tasks import get_task
 
-TASK = get_task("facts")
-
 
 def draw_pool(examples: list[Example], pairs: int, seed: int) -> list[Example]:
-    """``pairs`` questions drawn at random by ``seed``, both candidates each, in file order."""
+    """``pairs`` groups drawn at random by ``seed``, every member of each, in file order (0: all)."""
+    if pairs <= 0:
+        return list(examples)
     members = group_members(examples)
     groups = sorted(members)
     chosen = set(np.random.default_rng(seed).choice(len(groups), size=pairs, replace=False).tolist())
@@ -86,46 +90,48 @@ def scores_row(pred, gold) -> dict:
     return {"accuracy": accuracy(pred, gold), "balanced_accuracy": balanced_accuracy(pred, gold)}
 
 
-def run_seed(seed: int, args, scorer, facts: list[Example], settings) -> dict:
+def run_seed(seed: int, args, scorer, task, facts: list[Example], settings) -> dict:
     pool = draw_pool(facts, args.pairs, seed)
     gold = [int(e.label) for e in pool]
-    rule = TASK.rule_for(pool)
+    rule = task.rule_for(pool)
+    true = task.true_index if task.true_index is not None else 1
     row: dict = {"seed": seed, "n": len(pool)}
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
 
     t, f0 = time.perf_counter(), scorer.token_forwards
-    zs = zero_shot_scores(scorer, TASK, pool)
-    row["zero_shot"] = scores_row([int(s[1] > s[0]) for s in zs], gold)
-    zs_rule = rule_decode(zs, pool, rule)
+    zs = zero_shot_scores(scorer, task, pool)
+    row["zero_shot"] = scores_row([int(np.argmax(s)) for s in zs], gold)
+    zs_rule = rule_decode(zs, pool, rule, true)
     row["zero_shot_rule"] = scores_row(zs_rule, gold) | {"seconds": time.perf_counter() - t,
                                                          "token_forwards": scorer.token_forwards - f0}
     say(f"seed {seed}: zero-shot {row['zero_shot']['accuracy']:.3f}, + rule {row['zero_shot_rule']['accuracy']:.3f}")
 
     t = time.perf_counter()
-    boot = Bootstrap(scorer, TASK, rounds=3, seed=seed).fit(pool, initial_scores=zs)
+    boot = Bootstrap(scorer, task, rounds=3, seed=seed).fit(pool, initial_scores=zs)
     row["bootstrap"] = scores_row(boot.labels_, gold) | {"seconds": time.perf_counter() - t,
                                                          "token_forwards": boot.token_forwards_}
     say(f"seed {seed}: bootstrap {row['bootstrap']['accuracy']:.3f}")
 
     # the golden ceiling: gold demonstrations of the other groups, in the default layout of this seed
     t, f0 = time.perf_counter(), scorer.token_forwards
-    layout = ICM(scorer, TASK, replace(ICMConfig(), seed=seed))
+    layout = ICM(scorer, task, replace(ICMConfig(), seed=seed))
     layout._prepare([e.without_gold() for e in pool], None)
-    index, reqs = group_requests(TASK, pool, gold, layout._group_orders[0])
-    golden = np.zeros((len(pool), 2))
+    index, reqs = group_requests(task, pool, gold, layout._group_orders[0])
+    golden = np.zeros((len(pool), task.k))
     golden[index] = scorer.label_logprobs(reqs)
-    row["golden_hidden"] = scores_row(rule_decode(golden, pool, rule), gold) | {
+    row["golden_hidden"] = scores_row(rule_decode(golden, pool, rule, true), gold) | {
         "seconds": time.perf_counter() - t, "token_forwards": scorer.token_forwards - f0}
     say(f"seed {seed}: golden, own group hidden {row['golden_hidden']['accuracy']:.3f}")
 
     for name, cfg in settings:
-        icm = ICM(scorer, TASK, replace(cfg, seed=seed)).fit(pool, progress=not args.quiet)
+        icm = ICM(scorer, task, replace(cfg, seed=seed)).fit(pool, progress=not args.quiet)
         pred = icm.labels_
         u_gold, u_flip = icm.evaluate(gold).U, icm.evaluate(flipped(gold, pool)).U
         row[f"icm:{name}"] = scores_row(pred, gold) | {
             "U": icm.U_, "U_gold": u_gold, "U_gold_flipped": u_flip, "seconds": icm.seconds_,
             "token_forwards": icm.token_forwards_, "evaluations": icm.evaluations_, "steps": icm.n_iter_,
-            "accepted": icm.accepted_, "converged": icm.converged_, "true_rate": float(np.mean(pred)),
+            "accepted": icm.accepted_, "converged": icm.converged_,
+            "label_shares": [float(np.mean(np.asarray(pred) == j)) for j in range(task.k)],
             "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_,
             "steps_detail": [{k: h.get(k) for k in ("iteration", "T", "dU", "accepted", "judged", "labelled", "U")}
                              for h in icm.history_[1:]]}
@@ -181,8 +187,10 @@ def merge_tables(blobs: list[dict]) -> tuple[list[dict], list[tuple[str, None]]]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="facts", help="a built-in task or a task file (any number of labels)")
+    ap.add_argument("--data", default=None, help="the task's records (default: the task's own data)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--pairs", type=int, default=32)
+    ap.add_argument("--pairs", type=int, default=32, help="consistency groups per seed (0: the whole pool)")
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--icm", nargs="+", default=["default", "paper"], help="ICM settings to run")
@@ -205,20 +213,23 @@ def main() -> None:
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     settings = [parse_setting(s) for s in args.icm]
-    facts = load_examples(None, TASK, None)
+    task = get_task(args.task)
+    facts = load_examples(args.data, task, None)
     model, tok = load_model(args.model, dtype=args.dtype)
-    scorer = PrefixSharingScorer(model, tok, TASK.label_words)
+    scorer = PrefixSharingScorer(model, tok, task.label_words, task.fewshot_delimiter)
     dtype = dtype_name(model.dtype)  # --dtype auto: bfloat16 only with hardware bfloat16
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
     print(f"elicitation: {args.model} in {dtype} on {machine}", file=sys.stderr, flush=True)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        rows.append(run_seed(seed, args, scorer, facts, settings))
+        rows.append(run_seed(seed, args, scorer, task, facts, settings))
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "settings": [
                 {"name": n, "config": c.__dict__} for n, c in settings], "model": args.model, "dtype": dtype,
-                "machine": machine}, indent=2))
-    print(f"{args.model} ({dtype}, {machine}), facts, {args.pairs} questions x 2 claims per seed, rule exactly_one")
+                "machine": machine, "task": task.name, "labels": list(task.choices)}, indent=2))
+    size = f"{args.pairs} groups per seed" if args.pairs > 0 else "the whole pool every seed"
+    print(f"{args.model} ({dtype}, {machine}), task {task.name} ({task.k} labels), {size} "
+          f"(n = {rows[0]['n']}), rule {task.rule_for(facts)}")
     print(markdown(rows, settings))
 
 

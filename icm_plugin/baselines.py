@@ -12,25 +12,25 @@ from icm_plugin.tasks import Task
 
 
 def zero_shot_scores(scorer: Scorer, task: Task, examples: Sequence[Example]) -> np.ndarray:
-    """log p(label word | prompt) with no demonstrations, shape (n, 2)."""
+    """log p(label word | prompt) with no demonstrations, shape (n, k)."""
     return scorer.label_logprobs([ScoreRequest((), task.prompt(e)) for e in examples])
 
 
 def zero_shot_labels(scores: np.ndarray) -> list[int]:
-    """Each claim True when the model prefers " True"."""
-    return [int(s[1] > s[0]) for s in scores]
+    """Each example's most likely label (two labels: True when the model prefers " True"; a tie is label 0)."""
+    return [int(np.argmax(s)) for s in scores]
 
 
-def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example]) -> list[int]:
-    """Per consistency group, the candidate with the highest p(True) is True, the others False."""
-    margin = scores[:, 1] - scores[:, 0]
+def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example], true: int = 1) -> list[int]:
+    """Two labels: per consistency group, the candidate with the highest p(true) is true, the others false."""
+    margin = scores[:, true] - scores[:, 1 - true]
     best: dict[str, int] = {}
     for i, e in enumerate(examples):
         g = e.consistency_id if e.consistency_id is not None else e.id
         if g not in best or margin[i] > margin[best[g]]:
             best[g] = i
     chosen = set(best.values())
-    return [int(i in chosen) for i in range(len(examples))]
+    return [true if i in chosen else 1 - true for i in range(len(examples))]
 
 
 def reference_labellings(scorer: Scorer, task: Task, examples: Sequence[Example], rule: str) -> dict[str, list[int]]:
@@ -40,4 +40,5 @@ def reference_labellings(scorer: Scorer, task: Task, examples: Sequence[Example]
 
     pool = [e.without_gold() for e in examples]
     scores = zero_shot_scores(scorer, task, pool)
-    return {"zero_shot": zero_shot_labels(scores), "zero_shot_rule": rule_decode(scores, pool, rule)}
+    true = task.true_index if task.true_index is not None else 1
+    return {"zero_shot": zero_shot_labels(scores), "zero_shot_rule": rule_decode(scores, pool, rule, true)}

@@ -35,7 +35,7 @@ from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
 from icm_plugin.executors import RayCluster, check_executor, is_served, task_device
 from icm_plugin.icm_config import ICMConfig
-from icm_plugin.job import LabelJob, load_pool
+from icm_plugin.job import LabelJob, job_task, load_pool
 from icm_plugin.loaders import group_key
 from icm_plugin.preflight import check_checkpoint, check_clamp, check_pool_memory, rule_coverage
 from icm_plugin.run_folder import RunFolder
@@ -43,7 +43,7 @@ from icm_plugin.rundir import RunDir
 from icm_plugin.scoring.base import Scorer
 from icm_plugin.scoring.registry import ModelSpec
 from icm_plugin.search import ICM
-from icm_plugin.tasks import DEMO_SEPARATOR, Task, get_task
+from icm_plugin.tasks import Task, write_task_file
 from icm_plugin.writers import (
     build_report,
     plot_progress,
@@ -103,7 +103,7 @@ def label_in_batches(job: LabelJob) -> RunFolder:
     one run folder, which it returns. Raises ICMError for user mistakes."""
     executor = job.executor
     check_executor(executor, job.ray_address)
-    task = get_task(job.task)
+    task = job_task(job)
     examples = load_pool(job, task)
     clamped = job.clamps()
     check_clamp(clamped, examples, job.clamp_source)
@@ -137,11 +137,12 @@ def _label_batches(job: LabelJob, task: Task, examples: list[Example], clamped: 
         coverage = rule_coverage(examples, rule, job.data or task.name)
         scorer = None  # on Ray each task builds its own, and checks its batch's memory there
         if executor != "ray":
-            scorer = job.model.build(task.label_words, DEMO_SEPARATOR)
+            scorer = job.model.build(task.label_words, task.fewshot_delimiter)
             for batch in batches:
                 check_pool_memory(scorer, task, batch, job.data or f"the {task.name} pool")
         write_json(out / MANIFEST, manifest)
         write_examples(out, examples)
+        write_task_file(task, out)
         write_json(out / "config.json", job.config_record(task, rule, batch_size=job.batch_size,
                                                           batches=len(batches), batch_seeds="seed + batch index",
                                                           executor=executor))
@@ -251,7 +252,7 @@ class BatchRunner:
         spec = self.model
         if not is_served(spec):
             spec = replace(spec, device=task_device())
-        scorer = spec.build(self.task.label_words, DEMO_SEPARATOR)
+        scorer = spec.build(self.task.label_words, self.task.fewshot_delimiter)
         check_pool_memory(scorer, self.task, batch, f"batch {batch_name(index)}")
         return self.label_batch(scorer, index, batch, clamp, root, progress=False, resume=True)
 
@@ -281,7 +282,7 @@ class BatchRunner:
         icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json",
                 resume=self.resume if resume is None else resume, progress=progress, run_info=self.run_info)
         write_examples(folder, batch)
-        write_labels(folder, batch, icm.labels_, icm.confidence_)
+        write_labels(folder, batch, icm.labels_, icm.confidence_, self.task.choices)
         write_jsonl(folder / "conflicts.jsonl", icm.conflicts_)
         write_jsonl(folder / "history.jsonl", icm.history_)
         plot_progress(folder, batch, icm.history_)
@@ -291,7 +292,7 @@ class BatchRunner:
                 "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_,
                 "wall_seconds_this_run": round(time.perf_counter() - t0, 2), "scorer": scorer.name,
                 "ids": [e.id for e in batch]}
-        report = build_report(folder, batch, base)
+        report = build_report(folder, batch, base, self.task.choices)
         write_json(folder / "report.json", report)  # written last: its presence marks the batch finished
         if not progress:
             print(f"icm: batch {batch_name(index)}: n={len(batch)} U={icm.U_:.3f} {icm.seconds_:.0f}s")

@@ -40,7 +40,7 @@ class Bootstrap:
     rule: override the task's consistency rule (``none`` = plain argmax per example).
     seed: the order of the groups in the demonstrations (reshuffled each round).
 
-    After ``fit``: ``labels_`` (0/1, pool order), ``scores_`` (last round's log-probabilities, shape (n, 2)),
+    After ``fit``: ``labels_`` (0/1, pool order), ``scores_`` (last round's log-probabilities, shape (n, k)),
     ``history_`` (one dict per round: labels changed, true rate), ``rounds_``, ``token_forwards_``.
     """
 
@@ -58,7 +58,8 @@ class Bootstrap:
         start = self.scorer.token_forwards
         rng = np.random.default_rng(self.seed)
         scores = zero_shot_scores(self.scorer, self.task, pool) if initial_scores is None else initial_scores
-        labels = rule_decode(scores, pool, rule)
+        true = self.task.true_index if self.task.true_index is not None else 1
+        labels = rule_decode(scores, pool, rule, true)
         history = [{"round": 0, "changed": None, "true_rate": float(np.mean(labels))}]
         groups = sorted({group_key(e) for e in pool})
         for r in range(1, self.rounds + 1):
@@ -69,7 +70,7 @@ class Bootstrap:
             out = self.scorer.label_logprobs(reqs)
             scores = np.zeros_like(out)
             scores[index] = out
-            new = rule_decode(scores, pool, rule)
+            new = rule_decode(scores, pool, rule, true)
             changed = sum(a != b for a, b in zip(new, labels, strict=True))
             history.append({"round": r, "changed": changed, "true_rate": float(np.mean(new))})
             labels = new

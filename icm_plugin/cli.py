@@ -50,7 +50,9 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     from icm_plugin.icm_config import ICMConfig
 
     p = sub.add_parser("label", help="label a pool with ICM (no human labels)")
-    p.add_argument("--task", default="facts", help="built-in task: claims, comparisons, truthfulqa, gsm8k, alpaca, facts")
+    p.add_argument("--task", default=None, help="a built-in task (`icm tasks` lists them) or a task file: an lm-eval "
+                   "task YAML (doc_to_text, doc_to_choice, ...). Default: facts; with --argilla-dataset, the "
+                   "dataset's own text fields and question")
     p.add_argument("--data", default=None, help="ICM .json/.jsonl file, a Hugging Face dataset name or local folder")
     p.add_argument("--model", default="gemma-3-270m", help="Hugging Face id, local folder, or alias gemma-3-270m / smollm2-135m")
     p.add_argument("--dtype", default="auto", choices=DTYPES)
@@ -153,6 +155,54 @@ def _cmd_labels_to_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tasks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="list the built-in tasks, or show a task file's resolved settings and first prompt")
+    p.add_argument("file", nargs="?", default=None, help="a task file (lm-eval task YAML) or a built-in task name")
+    p.add_argument("--data", default=None, help="records to render the first prompt from (default: the task's own data)")
+    p.set_defaults(func=_cmd_tasks)
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from icm_plugin.tasks import builtin_names, get_task
+
+    if args.file is None:
+        for name in builtin_names():
+            task = get_task(name)
+            print(f"{name:<12} {task.k} labels {'/'.join(task.choices):<12} rule {task.rule:<15} {task.description}")
+        print("\na task file (an lm-eval task YAML) works too: icm label --task FILE.yaml; icm tasks FILE.yaml shows it")
+        return 0
+    print(describe_task(get_task(args.file), args.data))
+    return 0
+
+
+def describe_task(task, data: str | None = None) -> str:
+    """What ``icm tasks FILE`` prints: the resolved settings and the prompt of the first record (ICMError for
+    data the task cannot read)."""
+    from icm_plugin.loaders import load_examples
+    from icm_plugin.tasks import TWO_LABEL_RULES
+
+    lines = [f"task:              {task.name}", f"file:              {task.source}",
+             f"labels ({task.k}):        {', '.join(repr(c) for c in task.choices)}",
+             f"continuations:     {', '.join(repr(w) for w in task.label_words)}",
+             f"rule:              {task.rule}"
+             + (f" (true label: {task.choices[task.true_index]!r})" if task.rule in TWO_LABEL_RULES else ""),
+             f"group field:       {task.group}", f"key field:         {task.key}",
+             f"gold (report only): {task.target}", f"prompt reads:      {', '.join(task.variables)}"
+             + (f" (fields: {task.fields})" if task.fields else ""),
+             f"fewshot_delimiter: {task.fewshot_delimiter!r}"]
+    try:
+        examples = load_examples(data, task, limit=1)
+    except ICMError as err:
+        if data is not None:
+            raise
+        lines.append(f"first prompt:      (no data: {err})")
+        return "\n".join(lines)
+    first = examples[0]
+    lines += ["", f"first record ({first.id}), prompt + each continuation scored:", task.prompt(first)
+              + "{" + "|".join(task.label_words) + "}"]
+    return "\n".join(lines)
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-path", help="convert a model alias once and print its transformers folder")
     p.add_argument("model", nargs="?", default="gemma-3-270m")
@@ -185,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_label(sub)
     _add_labels_to_hf(sub)
+    _add_tasks(sub)
     _add_models(sub)
     for plugin in _plugins():
         plugin.add_commands(sub)

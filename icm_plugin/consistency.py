@@ -1,7 +1,8 @@
 """Logical consistency rules: which labelled pairs (or groups) break a task's rule, and how to repair them.
 
 No rule may read a gold label: rules see only ``consistency_id``, ``consistency_key`` and the labels the
-search assigned. Labels are 0/1 ints; ``None`` means "not labelled yet".
+search assigned. Labels are label indices (0/1 for two labels); ``None`` means "not labelled yet". The
+two-label rules (exactly one, key) know which label is "true" (``true``, the task's ``true_index``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ class ConsistencyRule(ABC):
     """A rule over groups of examples that share ``consistency_id``."""
 
     name: str
+    #: label counts the rule can take (None: any)
+    max_labels: int | None = None
 
-    def __init__(self, examples: Sequence[Example]):
+    def __init__(self, examples: Sequence[Example], true: int = 1):
         groups: dict[str, list[int]] = defaultdict(list)
         for i, ex in enumerate(examples):
             if ex.consistency_id is not None:
                 groups[str(ex.consistency_id)].append(i)
         self.examples = list(examples)
+        self.true, self.false = true, 1 - true
         self.groups = dict(groups)
         self.group_of = {i: g for g, members in groups.items() for i in members}
 
@@ -88,24 +92,26 @@ class ExactlyOneRule(ConsistencyRule):
     """
 
     name = "exactly_one"
+    max_labels = 2
 
     def group_violations(self, members, labels):
         out = []
-        trues = [i for i in members if labels[i] == 1]
+        trues = [i for i in members if labels[i] == self.true]
         for a, b in itertools.combinations(trues, 2):
             out.append(Violation(self.name, (a, b)))
-        if len(members) > 1 and all(labels[i] == 0 for i in members):
+        if len(members) > 1 and all(labels[i] == self.false for i in members):
             out.append(Violation(self.name, tuple(members)))
         return out
 
     def repairs(self, violation, labels):
         members = violation.members
-        if all(labels[i] == 0 for i in members):
+        t, f = self.true, self.false
+        if all(labels[i] == f for i in members):
             # nobody True: each member in turn becomes the one True
-            return [{i: int(i == t) for i in members} for t in members]
+            return [{i: (t if i == one else f) for i in members} for one in members]
         # two Trues: keep one of them
         a, b = members
-        return [{a: 1, b: 0}, {a: 0, b: 1}]
+        return [{a: t, b: f}, {a: f, b: t}]
 
 
 class KeyRule(ConsistencyRule):
@@ -117,10 +123,11 @@ class KeyRule(ConsistencyRule):
     name = "key"
     kind = "key"  # prefix of the violation names
 
-    def __init__(self, examples: Sequence[Example], exclusive: bool = True):
-        super().__init__(examples)
+    def __init__(self, examples: Sequence[Example], exclusive: bool = True, true: int = 1):
+        super().__init__(examples, true)
         self.exclusive = exclusive
         self.name = "key" if exclusive else "same_key"
+        self.max_labels = 2 if exclusive else None
 
     def group_violations(self, members, labels):
         out = []
@@ -129,69 +136,88 @@ class KeyRule(ConsistencyRule):
             same_key = self.examples[a].consistency_key == self.examples[b].consistency_key
             if same_key and labels[a] != labels[b]:
                 out.append(Violation(self.kind + ":same_key_same_label", (a, b)))
-            elif not same_key and self.exclusive and labels[a] == 1 and labels[b] == 1:
+            elif not same_key and self.exclusive and labels[a] == self.true and labels[b] == self.true:
                 out.append(Violation(self.kind + ":different_keys_not_both_true", (a, b)))
         return out
 
     def repairs(self, violation, labels):
         a, b = violation.members
+        t, f = self.true, self.false
         if violation.rule.endswith("same_key_same_label"):
-            return [{a: 1, b: 1}, {a: 0, b: 0}]
-        return [{a: 1, b: 0}, {a: 0, b: 1}, {a: 0, b: 0}]
+            if labels[a] is not None and labels[b] is not None and {labels[a], labels[b]} != {t, f}:
+                return [{a: labels[a], b: labels[a]}, {a: labels[b], b: labels[b]}]  # k > 2: one of the two
+            return [{a: t, b: t}, {a: f, b: f}]
+        return [{a: t, b: f}, {a: f, b: t}, {a: f, b: f}]
 
 
 RULES = {
-    "none": lambda ex: NoRule(ex),
-    "exactly_one": lambda ex: ExactlyOneRule(ex),
-    "key": lambda ex: KeyRule(ex, exclusive=True),
-    "same_key": lambda ex: KeyRule(ex, exclusive=False),
+    "none": lambda ex, true: NoRule(ex, true),
+    "exactly_one": lambda ex, true: ExactlyOneRule(ex, true),
+    "key": lambda ex, true: KeyRule(ex, exclusive=True, true=true),
+    "same_key": lambda ex, true: KeyRule(ex, exclusive=False, true=true),
 }
 
 
-def make_rule(name: str, examples: Sequence[Example]) -> ConsistencyRule:
-    """Build a rule by name: none, exactly_one, key (same key => same label; different keys not both True), same_key."""
+def make_rule(name: str, examples: Sequence[Example], k: int = 2, true: int | None = 1) -> ConsistencyRule:
+    """Build a rule by name: none, exactly_one, key (same key => same label; different keys not both True),
+    same_key. ``k``: the task's label count; ``true``: the label a two-label rule treats as true.
+    Raises ValueError for an unknown name, ICMError for a two-label rule on k > 2 labels."""
     if name not in RULES:
         raise ValueError(f"unknown consistency rule {name!r}; choose one of {sorted(RULES)}")
-    return RULES[name](examples)
+    rule = RULES[name](examples, 1 if true is None else true)
+    if rule.max_labels is not None and k > rule.max_labels:
+        from icm_plugin.errors import ICMError
+
+        raise ICMError(f"rule {name!r} needs two labels (one of them \"true\") and this task has {k}; "
+                       "use rule same_key or none")
+    return rule
 
 
-def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str) -> list[int]:
+def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str, true: int = 1) -> list[int]:
     """The most likely labelling that satisfies ``rule``, group by group, from per-example log-probabilities.
 
-    ``scores``: shape (n, 2), log p(False), log p(True). Rules: ``none`` (each example's argmax), ``exactly_one``
-    (the group's most likely True; a group of one is free), ``same_key`` (members sharing a key share the label: the sign of their summed
-    margin), ``key`` (same, and at most one key True: the best key if its margin is positive). Examples without
-    a ``consistency_id`` get their own argmax, as the rules leave them free.
+    ``scores``: shape (n, k), log p(label) per label. Rules: ``none`` (each example's argmax), ``exactly_one``
+    (the group's most likely true; a group of one is free), ``same_key`` (members sharing a key share the label:
+    the argmax of their summed log-probabilities, for two labels the sign of their summed margin), ``key``
+    (same, and at most one key true: the best key if its margin is positive). ``true``: the "true" label of a
+    two-label rule. Examples without a ``consistency_id`` get their own argmax, as the rules leave them free.
     """
-    margin = scores[:, 1] - scores[:, 0]
+    k = scores.shape[1]
+    labels = [int(np.argmax(s)) for s in scores]  # examples outside any group have no constraint
     if rule == "none":
-        return [int(m > 0) for m in margin]
-    labels = [int(m > 0) for m in margin]  # examples outside any group have no constraint
+        return labels
+    false = 1 - true
+    margin = scores[:, true] - scores[:, false] if k == 2 else None
     groups: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         if e.consistency_id is not None:
             groups[str(e.consistency_id)].append(i)
     for members in groups.values():
-        for i in members:
-            labels[i] = 0
         if rule == "exactly_one":
+            for i in members:
+                labels[i] = false
             if len(members) == 1:  # the rule constrains groups of two or more
-                labels[members[0]] = int(margin[members[0]] > 0)
+                labels[members[0]] = true if margin[members[0]] > 0 else false
                 continue
-            labels[max(members, key=lambda i: margin[i])] = 1
+            labels[max(members, key=lambda i: margin[i])] = true
             continue
         by_key: dict[Any, list[int]] = defaultdict(list)
         for i in members:
             by_key[examples[i].consistency_key].append(i)
-        key_margin = {k: float(sum(margin[i] for i in ms)) for k, ms in by_key.items()}
         if rule == "same_key":
-            true_keys = {k for k, m in key_margin.items() if m > 0}
-        elif rule == "key":
-            best = max(key_margin, key=key_margin.__getitem__)
-            true_keys = {best} if key_margin[best] > 0 else set()
-        else:
+            for ms in by_key.values():
+                if k == 2:
+                    y = true if float(sum(margin[i] for i in ms)) > 0 else false
+                else:
+                    y = int(np.argmax(np.sum(scores[ms], axis=0)))
+                for i in ms:
+                    labels[i] = y
+            continue
+        if rule != "key":
             raise ValueError(f"unknown consistency rule {rule!r}")
-        for k in true_keys:
-            for i in by_key[k]:
-                labels[i] = 1
+        key_margin = {key: float(sum(margin[i] for i in ms)) for key, ms in by_key.items()}
+        best = max(key_margin, key=key_margin.__getitem__)
+        for key, ms in by_key.items():
+            for i in ms:
+                labels[i] = true if key == best and key_margin[best] > 0 else false
     return labels

@@ -14,18 +14,21 @@ LABEL_WORDS = {0: "False", 1: "True"}
 class Example:
     """One item of the pool.
 
-    ``label`` is the gold label (0/1) and is for evaluation only: the search never sees it
-    (``ICM.fit`` strips it with :meth:`without_gold`).
+    ``label`` is the gold label (the index of a task's label, 0/1 for two labels) and is for evaluation only:
+    the search never sees it (``ICM.fit`` strips it with :meth:`without_gold`). ``question``, ``choice`` and
+    ``choice_2`` are the built-in prompts' slots; ``fields`` holds any other record field a task's prompt reads
+    (a task file's template variables).
     """
 
     id: str
-    question: str
-    choice: str
+    question: str = ""
+    choice: str = ""
     choice_2: str | None = None
     consistency_id: str | None = None
     consistency_key: str | None = None
     label: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def without_gold(self) -> Example:
         return replace(self, label=None)
@@ -38,19 +41,22 @@ class Example:
                 out[name] = value
         if self.metadata:
             out["metadata"] = self.metadata
+        if self.fields:
+            out["fields"] = self.fields
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:
         return cls(
             id=str(d["id"]),
-            question=d["question"],
-            choice=d["choice"],
+            question=d.get("question", ""),
+            choice=d.get("choice", ""),
             choice_2=d.get("choice_2"),
             consistency_id=d.get("consistency_id"),
             consistency_key=d.get("consistency_key"),
             label=d.get("label"),
             metadata=d.get("metadata") or {},
+            fields=d.get("fields") or {},
         )
 
 
@@ -61,6 +67,27 @@ def content_id(*parts: Any) -> str:
 
 
 _TRUE_STRINGS = {"true": 1, "false": 0, "1": 1, "0": 0}
+
+
+def label_index(value: Any, choices: tuple[str, ...]) -> int:
+    """A gold label given as a label value (``"sports"``), its index, or (two labels) bool / "True"/"False" /
+    0/1 -> the label's index. Raises ValueError naming the labels for anything else."""
+    if isinstance(value, str):
+        if value in choices:
+            return choices.index(value)
+        stripped = [c.strip().lower() for c in choices]
+        if value.strip().lower() in stripped and stripped.count(value.strip().lower()) == 1:
+            return stripped.index(value.strip().lower())
+    if len(choices) == 2:
+        try:
+            return normalize_label(value)
+        except ValueError:
+            pass
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(choices):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) < len(choices):
+        return int(value)
+    raise ValueError(f"label must be one of {list(choices)} or its index 0-{len(choices) - 1}, got {value!r}")
 
 
 def normalize_label(value: Any) -> int:

@@ -38,6 +38,10 @@ class LabelHook:
         (ICMError)."""
         return None
 
+    def task(self, job: LabelJob) -> Task | None:
+        """The job's task when this hook defines it (an Argilla dataset's own settings), else None."""
+        return None
+
     def load_pool(self, job: LabelJob, task: Task) -> list[Example] | None:
         """The pool, or None to leave it to the next hook and then the loaders (before the model loads)."""
         return None
@@ -51,7 +55,8 @@ class LabelHook:
 class LabelJob:
     """What `icm label` does, as data: ``icm_plugin.label(job)`` runs it.
 
-    task: a built-in task name (``icm_plugin.tasks``). data: an ICM-format .json/.jsonl file, a Hugging Face
+    task: a built-in task name or a task file (an lm-eval task YAML, ``icm_plugin.tasks``); None: the task a
+    hook defines (an Argilla dataset's own settings), else ``facts``. data: an ICM-format .json/.jsonl file, a Hugging Face
     dataset name or a ``save_to_disk`` folder (``NAME::split`` picks a split); None: the task's packaged pool.
     limit: keep about this many examples, whole consistency groups (None: all; the packaged facts pool: 32;
     0: all). config: the search's hyperparameters, its seed included. rule: override the task's consistency
@@ -64,7 +69,7 @@ class LabelJob:
     hooks: integrations (see ``LabelHook``).
     """
 
-    task: str = "facts"
+    task: str | None = "facts"
     data: str | None = None
     model: ModelSpec = field(default_factory=ModelSpec)
     config: ICMConfig = field(default_factory=ICMConfig)
@@ -118,6 +123,17 @@ class LabelJob:
                 "model_args": self.model.model_args, "clamp": self.clamp if isinstance(self.clamp, dict) or self.clamp is None else str(self.clamp),
                 **extra,
                 "hyperparameters": asdict(self.config)}
+
+
+def job_task(job: LabelJob) -> Task:
+    """The job's task: a hook's (``--argilla-dataset`` without ``--task``), else ``job.task`` (default facts)."""
+    from icm_plugin.tasks import get_task
+
+    for hook in job.hooks:
+        task = hook.task(job)
+        if task is not None:
+            return task
+    return get_task(job.task or "facts")
 
 
 def default_out(task: str, model: str, seed: int) -> Path:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example, content_id, normalize_label
-from icm_plugin.tasks import Task
+from icm_plugin.examples import Example, content_id, label_index, normalize_label
+from icm_plugin.task_files import field_or_template, is_template
+from icm_plugin.tasks import EXAMPLE_SLOTS, Task
 
 FACTS_RESOURCE = "facts.jsonl"
 
@@ -108,31 +109,72 @@ def _field(where: str, record: dict[str, Any], key: str, required: bool) -> Any:
     return str(value)
 
 
+def _derived(where: str, record: dict[str, Any], spec: str | None, task: Task, setting: str) -> str | None:
+    """``consistency_id`` / ``consistency_key`` from the task file's ``metadata.icm.group`` / ``key``: a record
+    field (missing: None) or a Jinja template over the record (empty: None)."""
+    if spec is None:
+        return None
+    if not is_template(spec):
+        value = _field(where, record, spec, required=False)
+        return None if value is None else (value.strip() if setting == "key" else value)
+    try:
+        value = field_or_template(spec, record)
+    except Exception as err:  # a template over a field the record lacks, or a bad filter
+        raise ICMError(f"{where}: metadata.icm.{setting} of {task.source or task.name} cannot be rendered "
+                       f"for this record ({type(err).__name__}: {err})") from None
+    return str(value).strip() or None
+
+
+def _gold(where: str, record: dict[str, Any], task: Task) -> int | None:
+    """The gold label (an index into the task's labels) from ``doc_to_target``, or None where it is absent."""
+    target = task.target
+    if target is None:
+        return None
+    if isinstance(target, int):
+        value: Any = target
+    elif is_template(target):
+        try:
+            value = field_or_template(target, record)
+        except Exception:  # noqa: BLE001 - a target template over absent fields: no gold for this record
+            return None
+    else:
+        value = record.get(target)
+    if value is None:
+        return None
+    try:
+        return label_index(value, task.choices)
+    except ValueError as err:
+        name = target if isinstance(target, str) and not is_template(target) else "doc_to_target"
+        raise ICMError(f"{where}: field {name!r}: {err}") from None
+
+
 def examples_from_records(records: Iterable[tuple[str, dict[str, Any]]], task: Task, source: str) -> list[Example]:
-    """Map raw records onto Examples with ``task.fields``; validate; derive stable ids."""
+    """Map raw records onto Examples: the task's template variables (``fields`` maps a variable to another
+    record field), its group and key, gold from ``doc_to_target``; validate; derive stable ids."""
     examples: list[Example] = []
     seen: dict[str, str] = {}
     for where, record in records:
         values: dict[str, Any] = {}
-        for target, key in task.fields.items():
-            values[target] = _field(where, record, key, required=target in task.required)
-        if task.key_from is not None:
-            values["consistency_key"] = task.key_from(record)
-        label = None
-        if "label" in record and record["label"] is not None:
-            try:
-                label = normalize_label(record["label"])
-            except ValueError as err:
-                raise ICMError(f"{where}: field 'label': {err}") from None
+        extra: dict[str, Any] = {}
+        for var in task.variables:
+            key = task.fields.get(var, var)
+            value = _field(where, record, key, required=True)
+            if var in EXAMPLE_SLOTS:
+                values[var] = value
+            else:
+                extra[var] = value
+        values["consistency_id"] = _derived(where, record, task.group, task, "group")
+        values["consistency_key"] = _derived(where, record, task.key, task, "key")
+        label = _gold(where, record, task)
         if record.get("id") is not None:
             ex_id = str(record["id"])
         else:
-            ex_id = content_id(values.get("question"), values.get("choice"), values.get("choice_2"),
-                               values.get("consistency_id"))
+            parts = [values.get("question"), values.get("choice"), values.get("choice_2"), values.get("consistency_id")]
+            ex_id = content_id(*parts, *([extra] if extra else []))
         if ex_id in seen:
             raise ICMError(f"{where}: duplicate id {ex_id!r} (also at {seen[ex_id]}); ids must be unique")
         seen[ex_id] = where
-        examples.append(Example(id=ex_id, label=label, **values))
+        examples.append(Example(id=ex_id, label=label, fields=extra, **values))
     if not examples:
         raise ICMError(f"{source}: no records: the pool is empty")
     return examples
@@ -144,14 +186,46 @@ def load_examples(source: str | Path | None, task: Task, limit: int | None = Non
     ``limit`` keeps whole consistency groups, chosen by a hash of the group id (stable, order-free), until
     at least ``limit`` examples are kept... never splitting a group.
     """
-    if source is None:
-        if task.name != "facts":
-            raise ICMError(f"task {task.name!r} has no embedded data: pass --data FILE_OR_DATASET")
-        source = packaged_data_path()
-    examples = examples_from_records(read_records(source), task, str(source))
+    if source is None and task.config.get("dataset_path") and task.name != "facts":
+        records: Iterable[tuple[str, dict[str, Any]]] = task_dataset_records(task)
+        source = f"{task.source}: dataset {task.config['dataset_path']}"
+    else:
+        if source is None:
+            if task.name != "facts":
+                raise ICMError(f"task {task.name!r} has no data of its own: pass --data FILE_OR_DATASET (or give "
+                               "the task file dataset_path / dataset_kwargs, as for lm-eval)")
+            source = packaged_data_path()
+        records = read_records(source)
+    examples = examples_from_records(records, task, str(source))
     if limit is not None:
         examples = limit_pool(examples, limit)
     return examples
+
+
+SPLIT_KEYS = ("test_split", "validation_split", "training_split")
+
+
+def task_dataset_records(task: Task) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The records of a task file's own dataset (``dataset_path``, ``dataset_name``, ``dataset_kwargs``; the
+    first of ``test_split``, ``validation_split``, ``training_split``), loaded by ``datasets`` as lm-eval loads
+    it. Raises ICMError naming the task file when it cannot be loaded."""
+    import datasets
+
+    cfg = task.config
+    split = next((cfg[k] for k in SPLIT_KEYS if cfg.get(k)), None)
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    path = str(cfg["dataset_path"])
+    try:
+        ds = datasets.load_dataset(path, cfg.get("dataset_name"), **kwargs)
+    except Exception as err:  # a missing local file, the hub offline, a bad name: one line for the user
+        raise ICMError(f"{task.source}: dataset_path {path!r} could not be loaded ({type(err).__name__}: "
+                       f"{str(err)[:300]}); pass --data FILE instead") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None or split not in ds:
+            raise ICMError(f"{task.source}: the dataset has splits {sorted(ds)}; name one with test_split")
+        ds = ds[split]
+    for n, record in enumerate(ds):
+        yield f"{path} ({split}): record {n}", dict(record)
 
 
 def group_key(ex: Example) -> str:

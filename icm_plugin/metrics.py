@@ -20,15 +20,22 @@ def balanced_accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
     return float(np.mean([np.mean(p[g == c] == c) for c in np.unique(g)]))
 
 
-def label_balance(pred: Sequence[int]) -> dict[str, float]:
+def label_balance(pred: Sequence[int], choices: Sequence[str] | None = None) -> dict:
+    """How many examples got each label: two labels as ``true``/``false``/``true_rate`` (label 1 = true); more
+    labels as ``counts`` (label value -> n) and ``largest_share``."""
     p = np.asarray(pred)
-    return {"true": int(p.sum()), "false": int(len(p) - p.sum()), "true_rate": float(p.mean()) if len(p) else 0.0}
+    if choices is None or len(choices) == 2:
+        return {"true": int(p.sum()), "false": int(len(p) - p.sum()), "true_rate": float(p.mean()) if len(p) else 0.0}
+    counts = {str(c): int(np.sum(p == j)) for j, c in enumerate(choices)}
+    return {"counts": counts, "largest_share": max(counts.values()) / len(p) if len(p) else 0.0}
 
 
 def collapsed(pred: Sequence[int], threshold: float = 0.95) -> bool:
-    """A labelling with (almost) only one class: the objective's trap."""
-    rate = float(np.mean(pred)) if len(pred) else 0.0
-    return rate >= threshold or rate <= 1 - threshold
+    """A labelling with (almost) only one class: the objective's trap (one label on ``threshold`` of the pool)."""
+    if not len(pred):
+        return False
+    _, counts = np.unique(np.asarray(pred), return_counts=True)
+    return float(counts.max()) / len(pred) >= threshold  # two labels: true rate >= threshold or <= 1 - threshold
 
 
 def slot_table(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, float]:

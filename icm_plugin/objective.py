@@ -3,8 +3,10 @@
 Mutual predictability P(D) is the MEAN, over labelled examples, of a per-example score of its label given the
 other labelled examples as demonstrations. Two choices, each a named option (``Objective``):
 
-- ``scale``: ``"logodds"`` (default, the authors' code): +(log p(True) - log p(False)) for a label 1, the negative
-  for a label 0. ``"logprob"`` (the paper's formula, as a mean): log p(label), normalised over the label words.
+- ``scale``: ``"logodds"`` (default, the authors' code): the log-odds of the example's label against all the others,
+  log q(y) - log(1 - q(y)) with q normalised over the k label words; for two labels that is +(log p(True) -
+  log p(False)) for a label 1 and the negative for a label 0, exactly. ``"logprob"`` (the paper's formula, as a
+  mean): log q(y). See docs/k-labels.md.
   Log-odds are unbounded above, so adding an example whose label the model agrees with raises P; a mean
   log-probability is at most 0 and every addition below the mean lowers it.
 - ``context``: ``"group"`` (default): an example's demonstrations never include a member of its own consistency
@@ -64,25 +66,32 @@ class Objective:
         if self.normalise not in NORMALISATIONS:
             raise ValueError(f"unknown normalisation {self.normalise!r}; choose one of {NORMALISATIONS}")
 
-    def chance(self) -> float:
-        """An example's term when the model cannot tell its labels apart (log-odds 0, log-probability log 1/2)."""
-        return 0.0 if self.scale == "logodds" else -math.log(2.0)
+    def chance(self, k: int = 2) -> float:
+        """An example's term when the model cannot tell its k labels apart (q = 1/k): log-odds -log(k - 1), 0 for
+        two labels; log-probability -log k."""
+        return -math.log(k - 1) if self.scale == "logodds" else -math.log(k)
 
-    def mutual_predictability(self, terms: Sequence[float], pool_size: int) -> float:
+    def mutual_predictability(self, terms: Sequence[float], pool_size: int, k: int = 2) -> float:
         """P from the labelled examples' terms: their mean ("labelled", the authors' code), or their gain over
         chance summed and divided by the pool size ("pool"), so an unlabelled example counts as chance."""
         if not terms:
             return 0.0
         if self.normalise == "labelled":
             return float(np.mean(terms))
-        return float(np.sum(np.asarray(terms) - self.chance()) / pool_size)
+        return float(np.sum(np.asarray(terms) - self.chance(k)) / pool_size)
 
     def term(self, logprobs: np.ndarray, label: int) -> float:
-        """One example's contribution to P for ``label``, from its normalised log-probabilities (False, True)."""
+        """One example's contribution to P for ``label``, from its log-probabilities normalised over the k labels.
+
+        logodds: log q(y) - log(sum of the other labels' q); for two labels that is the signed margin
+        log q(y) - log q(other), bit for bit (a log-sum-exp of one value is that value)."""
         if self.scale == "logprob":
             return float(logprobs[label])
-        margin = float(logprobs[1] - logprobs[0])
-        return margin if label == 1 else -margin
+        if len(logprobs) == 2:
+            margin = float(logprobs[1] - logprobs[0])
+            return margin if label == 1 else -margin
+        others = np.delete(logprobs, label)
+        return float(logprobs[label] - np.logaddexp.reduce(others))
 
 
 def loo_contexts(items: Sequence) -> dict:
@@ -161,8 +170,8 @@ def context_request(task: Task, examples: Sequence[Example], labels: Labels, ord
 class Evaluation:
     """U and its parts for one labelling.
 
-    ``logprobs[i]``: log p(False), log p(True) of example i given the demonstrations its layout shows (every
-    example of the pool is scored, labelled or not, so proposals need no extra query).
+    ``logprobs[i]``: log p(label) for each of the task's labels, for example i given the demonstrations its
+    layout shows (every example of the pool is scored, labelled or not, so proposals need no extra query).
     """
 
     U: float
@@ -191,7 +200,7 @@ def evaluate(scorer: Scorer, task: Task, rule: ConsistencyRule, examples: Sequen
         sums[i] = sums[i] + scores[k] if i in sums else np.array(scores[k], dtype=np.float64)
     logprobs = {i: _renormalise(v / len(group_orders)) for i, v in sums.items()}
     terms = [objective.term(logprobs[i], int(labels[i])) for i in logprobs if labels[i] is not None]
-    p = objective.mutual_predictability(terms, len(examples))
+    p = objective.mutual_predictability(terms, len(examples), len(task.label_words))
     return Evaluation(objective.alpha * p - inconsistencies, p, inconsistencies, logprobs)
 
 

@@ -13,6 +13,8 @@ from icm_plugin.consistency import ConsistencyRule
 Labels = list[int | None]
 #: groups larger than this are decoded member by member and repaired, not by enumerating assignments
 MAX_ENUMERATED_GROUP = 12
+#: most label combinations one group's proposal enumerates (2 ** 12, what two labels allowed before)
+MAX_ASSIGNMENTS = 2 ** MAX_ENUMERATED_GROUP
 
 
 def best_assignment(rule: ConsistencyRule, members: list[int], labels: Labels, logprobs: dict[int, np.ndarray],
@@ -21,12 +23,14 @@ def best_assignment(rule: ConsistencyRule, members: list[int], labels: Labels, l
 
     members: the group's example indices; labels: the current labels (other groups matter to no rule here);
     logprobs: example index -> label log-probabilities; clamped: index -> label kept; term: the objective's
-    per-example term. Returns index -> label for every member. Groups over MAX_ENUMERATED_GROUP members are
-    decoded member by member and then repaired by the members' terms.
+    per-example term. Returns index -> label for every member. Groups with more than MAX_ENUMERATED_GROUP
+    members (or more than MAX_ASSIGNMENTS label combinations, k labels) are decoded member by member and then
+    repaired by the members' terms.
     """
     free = [j for j in members if j not in clamped]
     fixed = {j: clamped[j] for j in members if j in clamped}
-    if len(free) > MAX_ENUMERATED_GROUP:  # member-wise argmax, then repairs by the members' terms
+    k = len(logprobs[members[0]])
+    if len(free) > MAX_ENUMERATED_GROUP or k ** len(free) > MAX_ASSIGNMENTS:  # member-wise argmax, then repairs
         trial: Labels = list(labels)
         for j in free:
             trial[j] = int(np.argmax(logprobs[j]))
@@ -42,7 +46,7 @@ def best_assignment(rule: ConsistencyRule, members: list[int], labels: Labels, l
         return {j: int(trial[j]) for j in members}
     best, best_score = None, -math.inf
     trial = list(labels)
-    for values in itertools.product((0, 1), repeat=len(free)):
+    for values in itertools.product(range(k), repeat=len(free)):
         for j, y in zip(free, values, strict=True):
             trial[j] = y
         for j, y in fixed.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from icm_plugin.baselines import reference_labellings
 from icm_plugin.examples import Example
-from icm_plugin.job import LabelJob, load_pool
+from icm_plugin.job import LabelJob, job_task, load_pool
 from icm_plugin.metrics import reference_report
 from icm_plugin.preflight import (
     check_checkpoint,
@@ -20,7 +20,7 @@ from icm_plugin.preflight import (
 from icm_plugin.run_folder import RunFolder
 from icm_plugin.rundir import RunDir
 from icm_plugin.search import ICM
-from icm_plugin.tasks import DEMO_SEPARATOR, get_task
+from icm_plugin.tasks import write_task_file
 from icm_plugin.writers import (
     build_report,
     plot_progress,
@@ -58,7 +58,7 @@ def label(job: LabelJob) -> RunFolder:
         from icm_plugin.batches import label_in_batches
 
         return label_in_batches(job)
-    task = get_task(job.task)
+    task = job_task(job)
     examples = load_pool(job, task)
     clamped = job.clamps()
     check_clamp(clamped, examples, job.clamp_source)
@@ -72,9 +72,10 @@ def label(job: LabelJob) -> RunFolder:
         if job.resume:
             check_checkpoint(run_dir.checkpoint, examples, cfg, clamped, info)
         coverage = rule_coverage(examples, rule, job.data or task.name)
-        scorer = job.model.build(task.label_words, DEMO_SEPARATOR)
+        scorer = job.model.build(task.label_words, task.fewshot_delimiter)
         check_pool_memory(scorer, task, examples, job.data or f"the {task.name} pool")
         write_examples(out, examples)
+        write_task_file(task, out)
         write_json(out / "config.json", job.config_record(task, rule))
 
         icm = ICM(scorer, task, cfg, rule=job.rule)
@@ -83,12 +84,13 @@ def label(job: LabelJob) -> RunFolder:
               f"{f' ({dtype})' if dtype else ''} -> {out}")
         icm.fit(examples, clamped=clamped, checkpoint=run_dir.checkpoint, resume=job.resume, run_info=info)
 
-        write_labels(out, examples, icm.labels_, icm.confidence_)
+        write_labels(out, examples, icm.labels_, icm.confidence_, task.choices)
         write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
         forwards = scorer.token_forwards
         references = reference_labellings(scorer, task, examples, icm.rule_name_)  # asking the model once
         base = {
-            "task": task.name, "model": model_name, "dtype": dtype, "n": len(examples), "iterations": icm.n_iter_,
+            "task": task.name, "labels": list(task.choices), "model": model_name, "dtype": dtype, "n": len(examples),
+            "iterations": icm.n_iter_,
             "converged": icm.converged_, "evaluations": icm.evaluations_, "accepted": icm.accepted_, "U": icm.U_, "mutual_predictability": icm.mutual_predictability_,
             "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_, **coverage,
             "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_, "seed": cfg.seed,
@@ -98,7 +100,7 @@ def label(job: LabelJob) -> RunFolder:
         base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
         base["reference"] = reference_report(examples, icm.labels_, references)
         base["reference_token_forwards"] = scorer.token_forwards - forwards
-        report = build_report(out, examples, base)
+        report = build_report(out, examples, base, task.choices)
         write_json(out / "report.json", report)
         plot_progress(out, examples, icm.history_, references={
             REFERENCE_NAMES[k]: v["accuracy"] for k, v in report["reference"].items() if v["accuracy"] is not None})

@@ -12,13 +12,14 @@ from typing import Any
 
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example
-from icm_plugin.tasks import Task, get_task
+from icm_plugin.tasks import TASK_FILE, Task, get_task, load_task_file
 from icm_plugin.writers import read_jsonl
 
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A finished ICM run: the pool, its labels (0/1) and confidences, and the groups flagged by the rule."""
+    """A finished ICM run: the pool, its labels (label indices of ``task.choices``) and confidences, and the
+    groups flagged by the rule."""
 
     path: Path
     task: Task
@@ -54,15 +55,17 @@ class RunFolder:
         task_name = report.get("task") or config.get("task")
         if not task_name:
             raise ICMError(f"{root}: neither report.json nor config.json names the task")
-        task = get_task(task_name)
+        # the task file the run wrote (any task); runs from before task files name a built-in task
+        task = load_task_file(root / TASK_FILE) if (root / TASK_FILE).is_file() else get_task(task_name)
         model = str(report.get("model") or Path(str(config.get("model") or "unknown")).name)
         rule = str(report.get("rule") or config.get("rule") or task.rule)
         examples = [Example.from_dict(d) for d in read_jsonl(root / "examples.jsonl")]
         labels: dict[str, int] = {}
         confidence: dict[str, float] = {}
         for n, row in enumerate(read_jsonl(root / "labels.jsonl"), start=1):
-            if "id" not in row or row.get("label") not in (0, 1):
-                raise ICMError(f"{root / 'labels.jsonl'}: line {n}: needs \"id\" and \"label\" 0 or 1")
+            if "id" not in row or row.get("label") not in range(task.k):
+                raise ICMError(f"{root / 'labels.jsonl'}: line {n}: needs \"id\" and \"label\" 0 to {task.k - 1} "
+                               f"(the index of one of {list(task.choices)})")
             labels[str(row["id"])] = int(row["label"])
             confidence[str(row["id"])] = float(row.get("confidence", 0.5))
         missing = [e.id for e in examples if e.id not in labels]

@@ -56,7 +56,7 @@ Labels = list[int | None]
 class ICM:
     """Internal Coherence Maximization over a pool of examples.
 
-    After ``fit``: ``labels_`` (0/1 per example, pool order), ``confidence_`` (p of the assigned label given
+    After ``fit``: ``labels_`` (label index per example, pool order), ``confidence_`` (p of the label given
     the demonstrations of the final evaluation), ``U_``, ``mutual_predictability_``, ``inconsistencies_``,
     ``history_`` (one dict per step), ``conflicts_`` (every violation met and how it was resolved),
     ``n_iter_``, ``accepted_``, ``converged_`` (stopped at a fixed point), ``evaluations_``,
@@ -107,8 +107,7 @@ class ICM:
         rng: np.random.Generator = state.pop("rng")
         bar = _progress_bar(iterations, state["iteration"], progress)
         while state["iteration"] < iterations and not state["converged"]:
-            it = state["iteration"] + 1
-            step = self._step(it, rng, state)
+            step = self._step(it := state["iteration"] + 1, rng, state)
             state["history"].append(step)
             state["iteration"] = it
             if ckpt is not None:
@@ -150,7 +149,8 @@ class ICM:
         cfg = self.config
         self._pool = pool
         self._objective = cfg.objective
-        self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool)
+        self._k, true = len(self.task.label_words), getattr(self.task, "true_index", 1)
+        self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool, self._k, true)
         self.rule_name_ = self._rule.name
         self._members = group_members(pool)
         self._group_of = {i: g for g, ms in self._members.items() for i in ms}
@@ -177,7 +177,7 @@ class ICM:
         free = [i for i in range(n) if i not in self._clamped]
         k = min(cfg.num_seed, len(free))
         seeds = [int(i) for i in rng.choice(free, size=k, replace=False)] if k else []
-        init = np.array([1] * (k // 2) + [0] * (k - k // 2))  # balanced, as in the paper
+        init = np.array([1] * (k // 2) + [0] * (k - k // 2)) if self._k == 2 else np.arange(k) % self._k  # balanced
         rng.shuffle(init)
         for i, y in zip(seeds, init, strict=True):
             labels[i] = int(y)

@@ -84,25 +84,33 @@ def write_examples(out: Path, examples: Sequence[Example]) -> None:
     write_jsonl(out / "examples.jsonl", (e.to_dict() for e in examples))
 
 
-def write_labels(out: Path, examples: Sequence[Example], labels: Sequence[int], confidence: Sequence[float]) -> None:
+def write_labels(out: Path, examples: Sequence[Example], labels: Sequence[int], confidence: Sequence[float],
+                 choices: Sequence[str] | None = None) -> None:
+    """labels.jsonl: ``id``, ``label`` (the label's index), ``value`` (the label itself, with ``choices``),
+    ``confidence`` and ``gold`` where known."""
     rows = []
     for ex, y, c in zip(examples, labels, confidence, strict=True):
-        row: dict[str, Any] = {"id": ex.id, "label": int(y), "confidence": round(float(c), 6)}
+        row: dict[str, Any] = {"id": ex.id, "label": int(y)}
+        if choices is not None:
+            row["value"] = choices[int(y)]
+        row["confidence"] = round(float(c), 6)
         if ex.label is not None:
             row["gold"] = ex.label
         rows.append(row)
     write_jsonl(out / "labels.jsonl", rows)
 
 
-def build_report(out: Path, examples: Sequence[Example], base: dict[str, Any]) -> dict[str, Any]:
+def build_report(out: Path, examples: Sequence[Example], base: dict[str, Any],
+                 choices: Sequence[str] | None = None) -> dict[str, Any]:
     """report.json: search figures plus metrics computed from labels.jsonl as written."""
     rows = {r["id"]: r for r in read_jsonl(out / "labels.jsonl")}
     pred = [int(rows[e.id]["label"]) for e in examples]
     report = dict(base)
     report.update(gold_report(examples, pred))
-    report["label_balance"] = label_balance(pred)
+    report["label_balance"] = label_balance(pred, choices)
     report["collapsed_to_one_class"] = collapsed(pred)
-    report["true_rate_by_slot"] = slot_table(examples, pred)
+    if choices is None or len(choices) == 2:
+        report["true_rate_by_slot"] = slot_table(examples, pred)
     return report
 
 
@@ -173,7 +181,10 @@ def labels_to_dataset(run_dir: str | Path):
         if lab is None:
             raise ICMError(f"{run / 'labels.jsonl'}: no label for example id {ex['id']!r}")
         row = {k: ex.get(k) for k in ("id", "question", "choice", "choice_2", "consistency_id", "consistency_key")}
+        row.update({k: v for k, v in (ex.get("fields") or {}).items() if k not in row})
         row["consistency_id"] = None if row["consistency_id"] is None else str(row["consistency_id"])
         row.update(label=int(lab["label"]), confidence=float(lab["confidence"]), gold=ex.get("label"))
+        if "value" in lab:
+            row["value"] = lab["value"]
         rows.append(row)
     return datasets.Dataset.from_list(rows)

@@ -36,8 +36,9 @@ def finished_run(tiny_model_dir, tmp_path_factory):
 def test_run_folder_has_labels_conflicts_report_and_plot(finished_run):
     labels = read_jsonl(finished_run / "labels.jsonl")
     assert len(labels) == 16
-    assert all(set(r) == {"id", "label", "confidence", "gold"} for r in labels)
+    assert all(set(r) == {"id", "label", "value", "confidence", "gold"} for r in labels)
     assert all(r["label"] in (0, 1) and 0 <= r["confidence"] <= 1 for r in labels)
+    assert all(r["value"] == ["False", "True"][r["label"]] for r in labels)  # the label itself, beside its index
     report = json.loads((finished_run / "report.json").read_text())
     for key in ("n", "iterations", "U", "mutual_predictability", "inconsistencies", "seconds", "token_forwards",
                 "accuracy", "balanced_accuracy", "collapsed_to_one_class", "true_rate_by_slot"):

@@ -27,11 +27,14 @@ FALSE_WORDS = {"false", "no", "incorrect", "wrong", "bad", "0", "negative", "con
 
 
 def label_map(question: rg.LabelQuestion, dataset: str, true_label: str | None = None) -> dict[str, int]:
-    """Argilla label value -> ICM label (1 = the claim holds). Raises ICMError if it cannot be told."""
+    """Argilla label value -> ICM label: for two labels 1 = the claim holds (the True/False words or
+    ``true_label``); for more, the label's position in the question. Raises ICMError if it cannot be told."""
     labels = list(question.labels)
+    if len(labels) > 2:
+        return {str(v): i for i, v in enumerate(labels)}
     if len(labels) != 2:
-        raise ICMError(f"question {question.name!r} of dataset {dataset!r} has {len(labels)} labels {labels}; "
-                       "ICM labels True/False, so it needs a question with exactly two labels")
+        raise ICMError(f"question {question.name!r} of dataset {dataset!r} has {len(labels)} label(s) {labels}; "
+                       "ICM needs a LabelQuestion with at least two labels")
     if true_label is not None:
         if true_label not in labels:
             raise ICMError(f"--true-label {true_label!r} is not a label of question {question.name!r} (labels: {labels})")
@@ -51,9 +54,10 @@ def label_question(dataset: rg.Dataset, name: str) -> rg.LabelQuestion:
         raise ICMError(f"dataset {dataset.name!r} has no question {name!r}; its questions: "
                        f"{', '.join(questions) or 'none'} (pass one with --question)")
     q = questions[name]
-    if not isinstance(q, rg.LabelQuestion):
-        raise ICMError(f"question {name!r} of dataset {dataset.name!r} is a {type(q).__name__}; "
-                       "ICM needs a LabelQuestion with two labels")
+    if not isinstance(q, rg.LabelQuestion) or isinstance(q, rg.MultiLabelQuestion):  # multi-label subclasses it
+        raise ICMError(f"question {name!r} of dataset {dataset.name!r} is a {type(q).__name__}; ICM labels "
+                       "single-label questions: a LabelQuestion with two or more labels (not a multi-label, rating, "
+                       "ranking, span or text question)")
     return q
 
 

@@ -91,14 +91,31 @@ class FromDataset(LabelHook):
         if job.data:
             raise ICMError("pass either --data or --argilla-dataset, not both")
 
+    def task(self, job: LabelJob) -> Task | None:
+        """Without ``--task``: the task the dataset's own settings describe (its text fields, the question)."""
+        if job.task is not None:
+            return None
+        if self.field_map:
+            raise ICMError("--field-map maps a dataset's fields onto a task's prompt: pass --task with it")
+        with needs_extra():
+            from icm_plugin.argilla.source import task_from_dataset
+        return task_from_dataset(self.server.connect(self.client), self.dataset, self.server.workspace, self.question)
+
     def load_pool(self, job: LabelJob, task: Task) -> list[Example]:
         with needs_extra():
-            from icm_plugin.argilla.source import examples_from_dataset, parse_field_map
+            from icm_plugin.argilla.source import (
+                examples_from_dataset,
+                examples_from_own_fields,
+                parse_field_map,
+            )
 
         field_map = parse_field_map(self.field_map)
         client = self.server.connect(self.client)
-        examples = examples_from_dataset(client, self.dataset, self.server.workspace, task, field_map, self.question,
-                                         self.true_label)
+        if task.source == f"argilla:{self.dataset}":
+            examples = examples_from_own_fields(client, self.dataset, self.server.workspace, task)
+        else:
+            examples = examples_from_dataset(client, self.dataset, self.server.workspace, task, field_map,
+                                             self.question, self.true_label)
         if job.limit:
             from icm_plugin.loaders import limit_pool
 

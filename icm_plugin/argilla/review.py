@@ -85,7 +85,7 @@ def review_records(run: RunFolder) -> list[rg.Record]:
     values = label_values(run.task)
     fields = prompt_fields(run.task)
     flagged = run.flagged_ids
-    with_key = run.task.key_from is not None or "consistency_key" in run.task.fields
+    with_key = run.task.key is not None
     first_seen: dict[str, int] = {}
     for n, ex in enumerate(run.examples):
         first_seen.setdefault(_group(ex), n)
@@ -101,7 +101,7 @@ def review_records(run: RunFolder) -> list[rg.Record]:
             metadata["consistency_key"] = ex.consistency_key
         record_fields = {}
         for f in fields:
-            text = getattr(ex, f.slot)
+            text = f.text(run.task, ex)
             if text is None or not str(text).strip():
                 raise ICMError(f"{run.path / 'examples.jsonl'}: example {ex.id!r} has no {f.slot!r}, "
                                f"which the {run.task.name!r} prompt shows")
@@ -168,7 +168,7 @@ def describe_example(run: RunFolder, ex_id: str, flagged: dict | None) -> str:
     entry; None for a group the latest run did not flag)."""
     values = label_values(run.task)
     ex = next(e for e in run.examples if e.id == ex_id)
-    lines = [f"id: {ex_id}"] + [f"{f.title}: {getattr(ex, f.slot)}" for f in prompt_fields(run.task)]
+    lines = [f"id: {ex_id}"] + [f"{f.title}: {f.text(run.task, ex)}" for f in prompt_fields(run.task)]
     final = f"{values[run.labels[ex_id]]} (confidence {run.confidence[ex_id]:.2f})"
     if flagged is None:
         lines.append(f"not flagged in the latest run; ICM's label now: {final}")

@@ -1,8 +1,8 @@
 """How a task's examples look in Argilla: dataset settings for review and for flagged conflicts.
 
-Fields follow the task's prompt template: each ``Caption: {slot}`` line becomes a TextField named after its
+Fields follow the task's prompt template: each ``Caption: {{slot}}`` line becomes a TextField named after its
 caption ("Question", "Claim", "Response 1", ...), and the template's last line ("I think this claim is")
-titles the LabelQuestion whose labels are the task's label words.
+titles the LabelQuestion whose labels are the task's labels (any number).
 
 Record text is untrusted. Every field is ``use_markdown=False``, but Argilla 2.8's UI still puts such a field
 into an iframe as HTML, with scripts on and the page's origin (checked: an ``<img onerror=...>`` in a record
@@ -23,9 +23,7 @@ QUESTION = "label"  # the LabelQuestion of a review dataset
 CONFLICT_SUFFIX = "-conflicts"
 OTHERS_QUESTION = "others_labels"  # the conflicts record's free-text box for the group's other examples
 MAX_NAME_LENGTH = 200  # Argilla's limit on dataset names
-EXAMPLE_SLOTS = ("question", "choice", "choice_2")
-
-_SLOT_LINE = re.compile(r"^(?P<caption>[^:{}]+):\s*\{(?P<slot>question|choice|choice_2)\}\s*$")
+_SLOT_LINE = re.compile(r"^(?P<caption>[^:{}]+):\s*\{\{\s*(?P<slot>\w+)\s*(\|[^}]*)?\}\}\s*$")
 
 GUIDELINES = """\
 These records were labelled by **Internal Coherence Maximization** (ICM, Wen et al. 2025): the language model
@@ -63,9 +61,13 @@ def plain_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class PromptField:
-    slot: str  # Example attribute: question, choice or choice_2
+    slot: str  # the template variable (an Example attribute or one of its ``fields``)
     name: str  # Argilla field name
     title: str
+
+    def text(self, task: Task, ex) -> str | None:
+        value = task.doc(ex).get(self.slot)
+        return None if value is None else str(value)
 
 
 def prompt_fields(task: Task) -> list[PromptField]:
@@ -73,21 +75,22 @@ def prompt_fields(task: Task) -> list[PromptField]:
     out = []
     for line in task.template.splitlines():
         m = _SLOT_LINE.match(line)
-        if m:
+        if m and m["slot"] in task.variables:
             caption = m["caption"].strip()
             name = re.sub(r"[^a-z0-9]+", "_", caption.lower()).strip("_") or m["slot"]
             out.append(PromptField(m["slot"], name, caption))
     found = {f.slot for f in out}
-    # a template whose slots are not on "Caption: {slot}" lines still gets one field per slot
-    for slot in EXAMPLE_SLOTS:
-        if slot not in found and "{" + slot + "}" in task.template:
-            out.append(PromptField(slot, slot, slot.replace("_", " ").capitalize()))
+    # a template whose variables are not on "Caption: {{slot}}" lines still gets one field per variable
+    for slot in task.variables:
+        if slot not in found:
+            out.append(PromptField(slot, re.sub(r"[^a-z0-9]+", "_", slot.lower()).strip("_") or "text",
+                                   slot.replace("_", " ").capitalize()))
     return out
 
 
 def label_values(task: Task) -> tuple[str, ...]:
-    """Argilla label values indexed by ICM label (0, 1): the task's label words without spaces."""
-    return tuple(w.strip() for w in task.label_words)
+    """Argilla label values indexed by ICM label: the task's labels (two: "False", "True")."""
+    return tuple(c.strip() for c in task.choices)
 
 
 def question_title(task: Task) -> str:
@@ -101,9 +104,14 @@ def claim_lines(task: Task) -> str:
     return "\n".join(line for line in lines if "{" not in line)
 
 
+def question_labels(task: Task) -> dict[str, str]:
+    """The LabelQuestion's labels in the order the UI shows them: two labels True first, more in their order."""
+    values = label_values(task)
+    return {v: v for v in (reversed(values) if task.k == 2 else values)}
+
+
 def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, dataset_name: str) -> rg.Settings:
     """Settings of the dataset `icm push` writes: prompt fields, one LabelQuestion, filterable metadata."""
-    values = label_values(task)
     description = "ICM's suggestion is pre-selected; its score is ICM's confidence."
     if claim_lines(task):
         description = claim_lines(task) + "\n" + description
@@ -112,21 +120,20 @@ def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, datas
         rg.FloatMetadataProperty(client=client, name="confidence", title="ICM confidence", min=0.0, max=1.0),
         rg.TermsMetadataProperty(client=client, name="in_flagged_pair", title="In a flagged pair", options=["yes", "no"]),
     ]
-    if task.key_from is not None or "consistency_key" in task.fields:
+    if task.key is not None:
         metadata.append(rg.TermsMetadataProperty(client=client, name="consistency_key", title="Consistency key"))
     return rg.Settings(
         guidelines=GUIDELINES.format(model=model, rule=rule, conflicts=dataset_name + CONFLICT_SUFFIX),
         fields=[rg.TextField(client=client, name=f.name, title=f.title, use_markdown=False) for f in prompt_fields(task)],
         questions=[rg.LabelQuestion(client=client, name=QUESTION, title=question_title(task), description=description,
-                                    labels={v: v for v in reversed(values)})],
+                                    labels=question_labels(task))],
         metadata=metadata,
     )
 
 
 def conflict_settings(client: rg.Argilla, task: Task, rule: str, dataset_name: str) -> rg.Settings:
     """Settings of NAME-conflicts: two examples side by side (more in `others`), one label question each."""
-    values = label_values(task)
-    labels = {v: v for v in reversed(values)}
+    labels = question_labels(task)
     return rg.Settings(
         guidelines=CONFLICT_GUIDELINES.format(rule=rule, name=dataset_name),
         fields=[

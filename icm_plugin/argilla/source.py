@@ -9,6 +9,8 @@ slots by name (a field called like the slot or like its caption in the prompt) o
 
 from __future__ import annotations
 
+import keyword
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -61,10 +63,10 @@ def resolve_mapping(task: Task, settings: rg.Settings, field_map: dict[str, str]
                            f"(its fields: {', '.join(fields)})")
         mapping[slot] = source
     captions = {f.slot: f.name for f in prompt_fields(task)}
-    for slot in task.required:
+    for slot in task.variables:
         if slot in mapping:
             continue
-        for candidate in (slot, captions.get(slot)):
+        for candidate in (slot, task.fields.get(slot), captions.get(slot)):
             if candidate in fields:
                 mapping[slot] = candidate
                 break
@@ -110,10 +112,55 @@ def examples_from_dataset(client: rg.Argilla, name: str, workspace: str | None, 
                 raw[slot] = _value(record, source)
             raw["id"] = record_id(record)
             rows.append((f"Argilla dataset {name!r}: record {raw['id']}", raw))
-    # slots are already named as the Example's: read them as they are
-    by_slot = replace(task, fields={slot: slot for slot in TARGETS},
-                      key_from=None if "consistency_key" in mapping else task.key_from)
+    # slots are already named as the template's variables: read them as they are
+    by_slot = replace(task, fields={}, group="consistency_id",
+                      key="consistency_key" if "consistency_key" in mapping else task.key)
     return examples_from_records(rows, by_slot, f"Argilla dataset {name!r}")
+
+
+def task_from_dataset(client: rg.Argilla, name: str, workspace: str | None, question: str) -> Task:
+    """A task built from the dataset's own settings: its text fields in order, each under its title, as the
+    prompt, the question's title as the prompt's last line, the question's labels as the labels (any number).
+    Rule none: nothing in an Argilla dataset says which records constrain each other. Raises ICMError."""
+    with argilla_errors(client.api_url, f"reading dataset {name!r}"):
+        ds = _dataset(client, name, workspace)
+        q = label_question(ds, question)
+        fields = [f for f in ds.settings.fields if isinstance(f, rg.TextField)]
+    if not fields:
+        raise ICMError(f"dataset {name!r} has no text field to show the model; ICM reads TextFields")
+    variables = {f.name: _variable(f.name, n) for n, f in enumerate(fields)}
+    lines = [f"{(f.title or f.name).strip()}: {{{{{variables[f.name]}}}}}" for f in fields]
+    template = "\n".join([*lines, (q.title or q.name).strip()])
+    choices = tuple(str(v) for v in q.labels)
+    task_name = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "argilla_task"
+    config = {"task": task_name, "output_type": "multiple_choice", "doc_to_text": template,
+              "doc_to_choice": list(choices), "metadata": {"version": 1.0}}
+    return Task(name=task_name, template=template, choices=choices, rule="none",
+                fields={v: f for f, v in variables.items() if v != f}, group=None, key=None,
+                true_index=1 if len(choices) == 2 else None, target=None,
+                description=f"Argilla dataset {name!r}, question {question!r}", source=f"argilla:{name}",
+                config=config)
+
+
+def _variable(field_name: str, n: int) -> str:
+    """A Jinja2 variable name for an Argilla field (its name when that is an identifier)."""
+    name = re.sub(r"\W+", "_", field_name)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"field_{n}"
+
+
+def examples_from_own_fields(client: rg.Argilla, name: str, workspace: str | None, task: Task) -> list[Example]:
+    """The dataset's records as Examples of ``task_from_dataset``'s task (an optional field left empty reads as
+    empty text)."""
+    with argilla_errors(client.api_url, f"reading dataset {name!r}"):
+        ds = _dataset(client, name, workspace)
+        rows = []
+        for record in ds.records(batch_size=500):
+            raw = {k: ("" if v is None else v) for k, v in dict(record.fields).items()}
+            for var in task.variables:
+                raw.setdefault(task.fields.get(var, var), "")
+            raw["id"] = record_id(record)
+            rows.append((f"Argilla dataset {name!r}: record {raw['id']}", raw))
+    return examples_from_records(rows, task, f"Argilla dataset {name!r}")
 
 
 def _dataset(client: rg.Argilla, name: str, workspace: str | None) -> rg.Dataset:
@@ -134,7 +181,11 @@ def write_suggestions(client: rg.Argilla, run: RunFolder, name: str, workspace: 
     """
     with argilla_errors(client.api_url, f"writing suggestions to dataset {name!r}"):
         ds = _dataset(client, name, workspace)
-        values = {y: v for v, y in label_map(label_question(ds, question), name, true_label).items()}
+        q = label_question(ds, question)
+        if list(run.task.choices) == [str(v) for v in q.labels]:  # the run's labels are the question's own
+            values = dict(enumerate(run.task.choices))
+        else:
+            values = {y: v for v, y in label_map(q, name, true_label).items()}
         updated = []
         for record in ds.records(batch_size=500):
             rid = record_id(record)

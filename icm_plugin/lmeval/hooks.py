@@ -1,9 +1,11 @@
 """The ``!function`` hooks that the ``icm_*`` task YAMLs (top-level ``tasks/``) name; imported by lm-eval only.
 
 ``icm_dataset`` builds two splits: ``test`` (scored; target = gold) and ``pool`` (the demonstrations; label = the
-chosen labels source). Each doc carries the labeler's own prompt (``Task.prompt``) and label words, so lm-eval
-scores exactly what ``icm label`` scores, and a many-shot context is the labeler's: demonstrations
-(``Task.demonstration``) joined by ``DEMO_SEPARATOR``, then the prompt.
+chosen labels source). Each doc carries the record values the task file's ``doc_to_text`` reads, which lm-eval
+renders itself, so lm-eval scores exactly what ``icm label`` scores, and a many-shot context is the labeler's:
+demonstrations (``Task.demonstration``) joined by the task's ``fewshot_delimiter``, then the prompt. The same hook
+serves the built-in ``icm_*`` tasks and any task file ICM wrote (``tasks.write_task_file``: a run folder's
+``task.yaml``), found by its name in the folder of the ``icm_hooks.py`` that lm-eval loaded.
 
 ``balanced_acc`` gets a standard error the way lm-eval gives one to its own corpus-level metrics (f1, mcc, bleu):
 ``lm_eval.api.metrics.bootstrap_stderr`` over ``--bootstrap_iters`` resamples of the test docs. lm-eval picks that
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -26,47 +29,90 @@ from icm_plugin.examples import Example
 from icm_plugin.lmeval.demonstrations import demonstration_labels, labels_for_task
 from icm_plugin.lmeval.sources import LMEVAL_TASKS, load_task_examples
 from icm_plugin.lmeval.split import split_pool
-from icm_plugin.loaders import group_key
-from icm_plugin.tasks import Task, get_task
+from icm_plugin.loaders import group_key, load_examples
+from icm_plugin.tasks import Task, get_task, load_task_file, read_yaml
+from icm_plugin.writers import read_jsonl
 
 POOL, TEST = "pool", "test"
-FEATURES = datasets.Features({
-    "id": datasets.Value("string"),
-    "prompt": datasets.Value("string"),
-    "choices": datasets.Sequence(datasets.Value("string")),
-    "label": datasets.Value("int64"),
-    "consistency_id": datasets.Value("string"),
-    "split": datasets.Value("string"),
-})
+META = ("id", "label", "consistency_id", "split")
+
+
+def _features(task: Task) -> datasets.Features:
+    text = {v: datasets.Value("string") for v in task.variables}
+    return datasets.Features({"id": datasets.Value("string"), **text, "label": datasets.Value("int64"),
+                              "consistency_id": datasets.Value("string"), "split": datasets.Value("string")})
 
 
 def _docs(task: Task, examples: Sequence[Example], labels: dict[str, int], split: str) -> datasets.Dataset:
-    rows = [
-        {"id": e.id, "prompt": task.prompt(e), "choices": list(task.label_words), "label": labels[e.id],
-         "consistency_id": group_key(e), "split": split}
-        for e in examples if e.id in labels
-    ]
+    features = _features(task)
+    rows = []
+    for e in examples:
+        if e.id not in labels:
+            continue
+        doc = task.doc(e)
+        rows.append({"id": e.id, **{v: str(doc[v]) for v in task.variables}, "label": labels[e.id],
+                     "consistency_id": group_key(e), "split": split})
     # column form: from_list cannot build an empty split (a pool with no labels) with a schema
-    return datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in FEATURES}, features=FEATURES)
+    return datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
 
 
-def icm_dataset(task: str, data_dir: str | None = None, labels: Any = None, **_metadata: Any) -> datasets.DatasetDict:
+def task_examples(name: str, folder: str | Path | None, data_dir: str | None, data: str | None,
+                  ) -> tuple[Task, list[Example]]:
+    """The task called ``name`` and all its examples (gold kept): a task file in ``folder`` (a run folder's
+    ``task.yaml``; its data from ``data``, the file's dataset keys or the run's ``examples.jsonl``), else a
+    built-in ``icm_*`` task (its data from ``data_dir``, the hub or the package). Raises ICMError."""
+    path = find_task_file(name, Path(folder)) if folder is not None else None
+    if path is None:
+        spec = get_task(name)
+        if data:
+            return spec, load_examples(data, spec)
+        return spec, load_task_examples(name, data_dir)
+    spec = load_task_file(path)
+    if data or spec.config.get("dataset_path"):
+        return spec, load_examples(data, spec)
+    run_examples = path.parent / "examples.jsonl"
+    if not run_examples.is_file():
+        raise ICMError(f"{path}: task {name!r} names no data: pass --metadata '{{\"data\": \"FILE.jsonl\"}}'")
+    return spec, [Example.from_dict(r) for r in read_jsonl(run_examples)]
+
+
+def find_task_file(name: str, folder: Path) -> Path | None:
+    """The task file in ``folder`` whose ``task:`` (or ICM name) is ``name``; None when there is none."""
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            config = read_yaml(path)
+        except ICMError:
+            continue
+        icm = (config.get("metadata") or {}).get("icm") or {}
+        if name in (config.get("task"), icm.get("name") if isinstance(icm, dict) else None) and "doc_to_text" in config:
+            return path
+    return None
+
+
+def icm_dataset(task: str | None = None, data_dir: str | None = None, labels: Any = None, data: str | None = None,
+                folder: str | None = None, icm: dict | None = None, **_metadata: Any) -> datasets.DatasetDict:
     """``custom_dataset`` hook: the task's ``test`` and ``pool`` splits, built from lm-eval's ``--metadata``.
 
-    ``data_dir``: folder of ICM-format files (else ``$ICM_DATA_DIR``, else the public/packaged data).
-    ``labels``: ``RUN_DIR/labels.jsonl`` (or RUN_DIR), ``"gold"``, ``"gold:RUN_DIR"``, a dict naming every task of
-    the run -> one of those, or None (zero-shot). Raises ICMError for a dict that leaves this task out.
-    Other metadata (lm-eval adds the model args and the YAML's version) is ignored.
+    ``task``: a built-in task (``dataset_kwargs``), else the task file's ``metadata.icm.name``, looked up first in
+    ``folder`` (the hooks file's folder). ``data``: a file or dataset for the task's records (any task).
+    ``data_dir``: folder of ICM-format files for the built-in tasks (else ``$ICM_DATA_DIR``, else the
+    public/packaged data). ``labels``: ``RUN_DIR/labels.jsonl`` (or RUN_DIR), ``"gold"``, ``"gold:RUN_DIR"``, a
+    dict naming every task of the run -> one of those, or None (zero-shot). Raises ICMError for a dict that
+    leaves this task out. Other metadata (lm-eval adds the model args and the YAML's version) is ignored.
     """
-    spec = get_task(task)
-    source = labels_for_task(labels, task, LMEVAL_TASKS)  # before reading any data: a bad dict fails at once
-    examples = load_task_examples(task, data_dir)
+    name = task or (icm or {}).get("name")
+    if not name:
+        raise ICMError("icm_dataset: the task file names no task (dataset_kwargs.task or metadata.icm.name)")
+    display = f"icm_{name}" if name in LMEVAL_TASKS else name
+    source = labels_for_task(labels, name, LMEVAL_TASKS)  # before reading any data: a bad dict fails at once
+    spec, examples = task_examples(name, folder, data_dir, data)
     pool, test = split_pool(examples)
     if not test:
-        raise ICMError(f"icm_{task}: the held-out split is empty ({len(examples)} examples is too few to split)")
+        raise ICMError(f"{display}: the held-out split is empty ({len(examples)} examples is too few to split)")
     unlabelled = [e.id for e in test if e.label is None]
     if unlabelled:
-        raise ICMError(f"icm_{task}: {len(unlabelled)} test examples have no gold label (e.g. id {unlabelled[0]!r})")
+        raise ICMError(f"{display}: {len(unlabelled)} test examples have no gold label (e.g. id {unlabelled[0]!r}); "
+                       "lm-eval scores against gold (doc_to_target)")
     # the guarantee the demonstrations rest on: no consistency group on both sides
     assert not {group_key(e) for e in pool} & {group_key(e) for e in test}, "split_pool split a consistency group"
     demo = demonstration_labels(source, pool, test)

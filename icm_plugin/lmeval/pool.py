@@ -29,12 +29,15 @@ def split_examples(examples: list[Example], split: str) -> list[Example]:
 
 
 def task_records(task: Task, data: str | None, data_dir: str | None = None) -> list[tuple[dict[str, Any], Example]]:
-    """(raw record, Example) pairs from an explicit ``--data`` file, else from the ``icm_<task>`` lm-eval data."""
+    """(raw record, Example) pairs from an explicit ``--data`` file, else from a task file's own dataset keys,
+    else from the ``icm_<task>`` lm-eval data."""
     from icm_plugin.lmeval import sources
-    from icm_plugin.loaders import examples_from_records
+    from icm_plugin.loaders import examples_from_records, task_dataset_records
 
     if data:
         records, source = list(sources.read_records(data)), data
+    elif task.config.get("dataset_path") and task.name not in sources.LMEVAL_TASKS:
+        records, source = list(task_dataset_records(task)), task.source
     else:
         records, source = sources.task_records(task.name, data_dir)
     examples = examples_from_records(records, task, source)

@@ -22,6 +22,12 @@ class PromptTokens:
         self.labels = [self.encode(w) for w in label_words]
         if any(len(t) == 0 for t in self.labels):
             raise ICMError(f"a label word of {label_words!r} tokenizes to nothing with this tokenizer")
+        seen: dict[tuple[int, ...], str] = {}
+        for word, tokens in zip(label_words, self.labels, strict=True):
+            if tokens in seen:
+                raise ICMError(f"the labels {seen[tokens]!r} and {word!r} are the same tokens {list(tokens)} for this "
+                               "model's tokenizer, so it cannot tell them apart; change one of them (doc_to_choice)")
+            seen[tokens] = word
         # single-token label words: one forward of the prompt scores every label at once
         self.single_token_labels = all(len(t) == 1 for t in self.labels)
         self.encode_cached = lru_cache(maxsize=65536)(self.encode)
