@@ -229,7 +229,9 @@ def task_dataset_records(task: Task) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def group_key(ex: Example) -> str:
-    return ex.consistency_id if ex.consistency_id is not None else f"__single__{ex.id}"
+    """The example's consistency group as a string (``str(consistency_id)``, as the rules key it; an int id from
+    the Python API is the same group as its string), or a group of its own."""
+    return str(ex.consistency_id) if ex.consistency_id is not None else f"__single__{ex.id}"
 
 
 def limit_pool(examples: list[Example], limit: int) -> list[Example]:
