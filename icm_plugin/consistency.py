@@ -118,6 +118,7 @@ class KeyRule(ConsistencyRule):
     """Members with the same ``consistency_key`` get the same label; with ``exclusive``, members with
     different keys cannot both be True (two different final answers to one math problem cannot both be right).
     The rule is named ``key`` when exclusive and ``same_key`` when not; its violations are ``key:...`` either way.
+    A member without a ``consistency_key`` is bound by neither relation.
     """
 
     name = "key"
@@ -131,7 +132,8 @@ class KeyRule(ConsistencyRule):
 
     def group_violations(self, members, labels):
         out = []
-        labelled = [i for i in members if labels[i] is not None]
+        # a member without a consistency_key is bound by no key relation (a missing key is not a key)
+        labelled = [i for i in members if labels[i] is not None and self.examples[i].consistency_key is not None]
         for a, b in itertools.combinations(labelled, 2):
             same_key = self.examples[a].consistency_key == self.examples[b].consistency_key
             if same_key and labels[a] != labels[b]:
@@ -202,8 +204,11 @@ def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str, true
             labels[max(members, key=lambda i: margin[i])] = true
             continue
         by_key: dict[Any, list[int]] = defaultdict(list)
-        for i in members:
-            by_key[examples[i].consistency_key].append(i)
+        for i in members:  # a member without a key is free: it keeps its own argmax
+            if examples[i].consistency_key is not None:
+                by_key[examples[i].consistency_key].append(i)
+        if not by_key:
+            continue
         if rule == "same_key":
             for ms in by_key.values():
                 if k == 2:

@@ -69,3 +69,25 @@ def test_rules_never_read_gold():
     for name in ("exactly_one", "key", "same_key"):
         for labels in ([1, 1], [0, 0], [1, 0]):
             assert make_rule(name, gold_true).inconsistency(labels) == make_rule(name, gold_false).inconsistency(labels)
+
+
+def test_a_missing_key_is_not_a_key():
+    # key-less members need not share a label, and a key-less member may be True beside a keyed one
+    pool = [ex(0, "g"), ex(1, "g"), ex(2, "g", "42"), ex(3, "g", "42")]
+    for name in ("key", "same_key"):
+        rule = make_rule(name, pool)
+        assert rule.inconsistency([1, 0, 0, 0]) == 0
+        assert rule.inconsistency([1, 1, 1, 1]) == 0
+        assert rule.inconsistency([0, 0, 1, 0]) == 1  # the keyed members still share their label
+
+
+def test_rule_decode_leaves_key_less_members_free():
+    import numpy as np
+
+    from icm_plugin.consistency import rule_decode
+
+    pool = [ex(0, "g"), ex(1, "g"), ex(2, "g", "42"), ex(3, "g", "7")]
+    margins = np.array([2.0, 1.0, 0.5, -1.0])
+    scores = np.stack([-np.logaddexp(0, margins), -np.logaddexp(0, -margins)], axis=1)
+    assert rule_decode(scores, pool, "key") == [1, 1, 1, 0]
+    assert rule_decode(scores, pool, "same_key") == [1, 1, 1, 0]
