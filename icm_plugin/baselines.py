@@ -22,14 +22,19 @@ def zero_shot_labels(scores: np.ndarray) -> list[int]:
 
 
 def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example], true: int = 1) -> list[int]:
-    """Two labels: per consistency group, the candidate with the highest p(true) is true, the others false."""
+    """Two labels: per consistency group, the candidate with the highest p(true) is true, the others false; a group
+    of one (or an example without a group) is true when the model prefers true, as ``rule_decode`` leaves it."""
+    from icm_plugin.loaders import group_key
+
     margin = scores[:, true] - scores[:, 1 - true]
     best: dict[str, int] = {}
+    size: dict[str, int] = {}
     for i, e in enumerate(examples):
-        g = e.consistency_id if e.consistency_id is not None else e.id
+        g = group_key(e)
+        size[g] = size.get(g, 0) + 1
         if g not in best or margin[i] > margin[best[g]]:
             best[g] = i
-    chosen = set(best.values())
+    chosen = {i for g, i in best.items() if size[g] > 1 or margin[i] > 0}
     return [true if i in chosen else 1 - true for i in range(len(examples))]
 
 
