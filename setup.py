@@ -6,10 +6,17 @@
    ``--include_path`` (the .pth is listed in RECORD: ``pip uninstall`` removes it).
 """
 
+import warnings
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.warnings import InformationOnly
+
+# `pip install -e .` of this flat layout gets setuptools' meta-path finder, which ends every editable build with a
+# notice (not a warning: its category is InformationOnly) to beware of folders named like the package in the
+# working directory; pip >= 25 shows backend notices as a screen of `!!` text on every set-up
+warnings.filterwarnings("ignore", message="Editable installation", category=InformationOnly)
 
 ROOT = Path(__file__).resolve().parent
 TASKS = ROOT / "tasks"
