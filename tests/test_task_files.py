@@ -248,3 +248,53 @@ def test_a_gold_value_that_is_not_a_label_names_the_record(tmp_path):
     data.write_text('{"text": "x", "topic": "sports"}\n{"text": "y", "topic": "politics"}\n')
     with pytest.raises(ICMError, match=r"d\.jsonl: line 2: field 'topic': label must be one of"):
         load_examples(data, load_task_file(TOPICS / "topics.yaml"))
+
+
+def test_two_label_log_probabilities_equal_the_old_prompts_on_a_model(tiny_model_dir):
+    """Scores of the objective's requests through the task file equal those of the old templates' strings."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from icm_plugin.objective import group_members, group_requests
+    from icm_plugin.scoring.base import ScoreRequest
+    from icm_plugin.scoring.prefix import PrefixSharingScorer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    scorer = PrefixSharingScorer(model, AutoTokenizer.from_pretrained(tiny_model_dir), OLD_LABEL_WORDS, "\n\n")
+    for task in ("facts", "gsm8k", "alpaca"):
+        spec = get_task(task)
+        from icm_plugin.loaders import examples_from_records
+
+        records = _shortest_groups(list(read_records(DATA[task])), 3)
+        pool = examples_from_records(records, spec, str(DATA[task]))
+        labels = [e.label for e in pool]
+        order = sorted(group_members(pool))
+        _, new = group_requests(spec, pool, labels, order)
+        old_prompt = {ex.id: old_example(task, r)[4] for (_, r), ex in zip(records, pool, strict=True)}
+        old = [ScoreRequest(tuple(old_prompt[d_id] + OLD_LABEL_WORDS[lab] for d_id, lab in demos), old_prompt[q_id])
+               for demos, q_id in _old_layout(pool, labels, order)]
+        assert [r.query for r in new] == [r.query for r in old] and [r.demos for r in new] == [r.demos for r in old]
+        assert np.array_equal(scorer.label_logprobs(new), scorer.label_logprobs(old))
+
+
+def _shortest_groups(records, n):
+    """The records of the ``n`` consistency groups with the least text (the tiny model's context is 2,048)."""
+    groups: dict = {}
+    for where, r in records:
+        groups.setdefault(r["consistency_id"], []).append((where, r))
+    size = {g: sum(len(json.dumps(r)) for _, r in rs) for g, rs in groups.items()}
+    keep = set(sorted(groups, key=size.__getitem__)[:n])
+    return [(w, r) for w, r in records if r["consistency_id"] in keep]
+
+
+def _old_layout(pool, labels, order):
+    """The objective's layout (groups in ``order``, divide and conquer), as (demo (id, label) pairs, query id)."""
+    from icm_plugin.objective import group_members, loo_contexts
+
+    members = group_members(pool)
+    contexts = loo_contexts(list(order))
+    out = []
+    for g in order:
+        prefix = tuple((pool[i].id, labels[i]) for other in contexts[g] for i in members[other])
+        for i in members[g]:
+            out.append((prefix, pool[i].id))
+    return out
