@@ -92,6 +92,15 @@ class ICMConfig:
             raise ICMError(f"orders must be at least 1, got {self.orders}")
         if self.num_seed < 0:
             raise ICMError(f"num_seed cannot be negative, got {self.num_seed}")
+        if not (math.isfinite(self.cooling) and self.cooling >= 0):
+            raise ICMError(f"cooling must be a number >= 0, got {self.cooling}")
+        if not (math.isfinite(self.group_weight) and self.group_weight > 0):
+            raise ICMError(f"group_weight must be a positive number, got {self.group_weight}")
+        if not (isinstance(self.consistency_fix_steps, int) and self.consistency_fix_steps >= 0):
+            raise ICMError(f"consistency_fix_steps must be an integer >= 0, got {self.consistency_fix_steps!r}")
+        if self.temperature_unit == "example" and self.normalise == "labelled":
+            raise ICMError('temperature_unit "example" scales T by alpha / pool size, which is one example\'s weight '
+                           'only under normalise "pool"; with normalise "labelled" use temperature_unit "U"')
 
     @classmethod
     def paper(cls, **overrides: Any) -> ICMConfig:

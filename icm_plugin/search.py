@@ -42,6 +42,7 @@ from icm_plugin.examples import Example
 from icm_plugin.icm_config import PROPOSALS, ICMConfig
 from icm_plugin.objective import Evaluation, evaluate, group_members
 from icm_plugin.proposals import best_assignment
+from icm_plugin.repair import consistency_fix
 from icm_plugin.scoring.base import Scorer
 from icm_plugin.tasks import Task
 
@@ -178,6 +179,8 @@ class ICM:
         k = min(cfg.num_seed, len(free))
         seeds = [int(i) for i in rng.choice(free, size=k, replace=False)] if k else []
         init = np.array([1] * (k // 2) + [0] * (k - k // 2)) if self._k == 2 else np.arange(k) % self._k  # balanced
+        if k % self._k:  # an uneven remainder goes to labels drawn at random, not always the lowest
+            init = (init + int(rng.integers(self._k))) % self._k
         rng.shuffle(init)
         for i, y in zip(seeds, init, strict=True):
             labels[i] = int(y)
@@ -214,11 +217,7 @@ class ICM:
             new_eval = self._evaluate(new)
         else:
             new[i] = record["proposed"] = proposals[i][i]
-            # with forced repair, a proposal that breaks a rule is never kept, so its U is not needed
-            skip = cfg.force_repair and bool(self._rule.violations(new, {i}))
-            new_eval = None if skip else self._evaluate(new)
-            record["proposal_U"] = None if new_eval is None else new_eval.U
-            new, new_eval, fixes = self._consistency_fix(new, new_eval, touched={i}, iteration=it)
+            new, new_eval, fixes, record["proposal_U"] = self._example_step(i, labels, new, it)
         judged = not (cfg.always_add and all(labels[j] is None for j in range(len(new)) if new[j] != labels[j]))
         ok = accept(new_eval.U - cur.U, t, rng) or not judged
         record["judged"] = judged
@@ -236,13 +235,26 @@ class ICM:
                          "P": cur.mutual_predictability, "I": cur.inconsistencies,
                          "labelled": _count(state["labels"]), "changes": changes}
 
+    def _example_step(self, i: int, labels: Labels, new: Labels, it: int, cur: Evaluation | None = None):
+        """Example i's proposal ``new`` repaired: with force_repair the violations it introduced always, any other
+        only if U does not fall. Returns the labels, their evaluation, the records and the proposal's U."""
+        before = set(self._rule.violations(labels, {i})) if self.config.force_repair else None
+        # a violation the step introduced is repaired whatever U says, so the proposal's own U is not needed then
+        skip = before is not None and bool(set(self._rule.violations(new, {i})) - before)
+        new_eval = cur if cur is not None else None if skip else self._evaluate(new)
+        proposal_u = None if new_eval is None else new_eval.U
+        return *self._consistency_fix(new, new_eval, {i}, it, before), proposal_u
+
     def _proposals(self, labels: Labels, cur: Evaluation) -> dict[int, dict[int, int]]:
         """For every active example: the labels its step would propose (example index -> label)."""
         out: dict[int, dict[int, int]] = {}
-        if self.config.proposal == "example":
+        if self.config.proposal == "example":  # active: the step would change something (a label or a repair)
             for i, lp in cur.logprobs.items():
                 y = int(np.argmax(lp))
-                if i not in self._clamped and (labels[i] != y or self._rule.violations(labels, {i})):
+                if i in self._clamped:
+                    continue
+                if labels[i] != y or (self._rule.violations(labels, {i})
+                                      and self._example_step(i, labels, list(labels), 0, cur)[0] != labels):
                     out[i] = {i: y}
             return out
         for members in self._members.values():
@@ -289,49 +301,11 @@ class ICM:
                 weights[k] = self.config.group_weight
         return active[int(np.searchsorted(np.cumsum(weights), u * weights.sum(), side="right").clip(0, len(active) - 1))]
 
-    def _consistency_fix(self, labels: Labels, cur: Evaluation | None, touched: set[int] | None, iteration: int):
-        """Repair violations (those touching ``touched``, or all) while a repair does not lower U.
-
-        For each violation, every assignment of its members that satisfies the rule (and keeps clamped
-        labels) is scored; the best is applied only if its U is at least the current U (or, with
-        ``force_repair``, always for a violation of the step's own example). Returns the new labels, their
-        evaluation and one record per violation met.
-        """
-        records: list[dict[str, Any]] = []
-        skipped: set[Violation] = set()
-        first = min(touched) if touched else None  # the example whose new label started this fix
-        for _ in range(self.config.consistency_fix_steps):
-            found = self._rule.violations(labels) if touched is None else self._rule.violations(labels, touched)
-            found = [v for v in found if v not in skipped]
-            if not found:
-                break
-            v = found[0]
-            options = [o for o in self._rule.repairs(v, labels)
-                       if all(self._clamped.get(j, y) == y for j, y in o.items())
-                       and any(labels[j] != y for j, y in o.items())]
-            if not options:
-                records.append(self._violation_record(v, labels, labels, "kept (clamped)", iteration))
-                skipped.add(v)
-                continue
-            candidates = []
-            for o in options:
-                cand = list(labels)
-                for j, y in o.items():
-                    cand[j] = y
-                candidates.append((cand, self._evaluate(cand)))
-            best_labels, best_eval = max(candidates, key=lambda c: c[1].U)
-            introduced = touched is not None and first is not None and first in v.members
-            if cur is None or best_eval.U >= cur.U or (self.config.force_repair and introduced):
-                records.append(self._violation_record(v, labels, best_labels, "repaired", iteration))
-                labels, cur = best_labels, best_eval
-                if touched is not None:
-                    touched = touched | set(v.members)
-            else:
-                records.append(self._violation_record(v, labels, labels, "kept", iteration))
-                skipped.add(v)
-        if cur is None:  # nothing could be repaired (clamped members)
-            cur = self._evaluate(labels)
-        return labels, cur, records
+    def _consistency_fix(self, labels: Labels, cur: Evaluation | None, touched: set[int] | None, iteration: int,
+                         before: set[Violation] | None = None):
+        """``repair.consistency_fix`` under this search's rule, clamps and budget (records name the iteration)."""
+        return consistency_fix(self._rule, labels, cur, self._evaluate, self._clamped, self.config.consistency_fix_steps,
+                               lambda v, a, b, r: self._violation_record(v, a, b, r, iteration), touched, before)
 
     def _finish(self, state: dict[str, Any]) -> tuple[Labels, Evaluation]:
         """The best fully labelled labelling visited. A search cut short first completes its labelling: each

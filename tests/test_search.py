@@ -244,7 +244,10 @@ def test_paper_setting_shows_the_own_group_and_proposes_per_example():
 
 
 @pytest.mark.parametrize("bad", [dict(alpha=-1.0), dict(alpha=float("nan")), dict(iterations=0),
-                                 dict(context="all"), dict(scale="sum"), dict(proposal="pair")])
+                                 dict(context="all"), dict(scale="sum"), dict(proposal="pair"),
+                                 dict(cooling=-1.0), dict(cooling=float("inf")), dict(group_weight=0.0),
+                                 dict(group_weight=-2.0), dict(consistency_fix_steps=-1),
+                                 dict(consistency_fix_steps=1.5), dict(normalise="labelled")])
 def test_config_refuses_bad_values(bad):
     with pytest.raises(ICMError):
         ICMConfig(**bad)
@@ -274,3 +277,15 @@ def test_with_always_add_the_labelling_phase_only_adds():
             additions += 1
         labels |= h["changes"]
     assert len(labels) == len(exs) and additions <= len(exs) // 2  # at most one step per group
+
+
+@pytest.mark.parametrize("num_seed", [1, 3])
+def test_an_odd_seed_count_draws_which_label_gets_the_extra_seed(num_seed):
+    exs = pool(6)
+    trues = []
+    for seed in range(16):
+        icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=seed, num_seed=num_seed, iterations=1))
+        seeds = icm.fit(exs, progress=False).history_[0]["changes"]
+        assert len(seeds) == num_seed
+        trues.append(sum(seeds.values()))
+    assert set(trues) == {num_seed // 2, num_seed // 2 + 1}  # both labels get the extra seed on some seeds
