@@ -54,6 +54,11 @@ class ConsistencyRule(ABC):
     def repairs(self, violation: Violation, labels: Labels) -> list[dict[int, int]]:
         """Assignments of the violation's members that satisfy the rule for them."""
 
+    def decode(self, members: list[int], scores: dict[int, np.ndarray], fixed: dict[int, int]) -> dict[int, int] | None:
+        """The rule-consistent labels of one group with the highest sum of ``scores[j][label]``, ``fixed`` labels
+        kept; None when the fixed labels allow none. Exact and linear in the group's size (no enumeration)."""
+        return {j: fixed.get(j, int(np.argmax(scores[j]))) for j in members}
+
     def violations(self, labels: Labels, touching: set[int] | None = None) -> list[Violation]:
         """All violations; with ``touching``, only those in the groups of those indices."""
         if touching is None:
@@ -113,6 +118,19 @@ class ExactlyOneRule(ConsistencyRule):
         a, b = members
         return [{a: t, b: f}, {a: f, b: t}]
 
+    def decode(self, members, scores, fixed):
+        t, f = self.true, self.false
+        if len(members) == 1:
+            return super().decode(members, scores, fixed)
+        trues = [j for j in members if fixed.get(j) == t]
+        if len(trues) > 1:
+            return None
+        candidates = trues or [j for j in members if j not in fixed]
+        if not candidates:
+            return None
+        one = max(candidates, key=lambda j: scores[j][t] - scores[j][f])
+        return {j: t if j == one else f for j in members}
+
 
 class KeyRule(ConsistencyRule):
     """Members with the same ``consistency_key`` get the same label; with ``exclusive``, members with
@@ -150,6 +168,41 @@ class KeyRule(ConsistencyRule):
                 return [{a: labels[a], b: labels[a]}, {a: labels[b], b: labels[b]}]  # k > 2: one of the two
             return [{a: t, b: t}, {a: f, b: f}]
         return [{a: t, b: f}, {a: f, b: t}, {a: f, b: f}]
+
+    def decode(self, members, scores, fixed):
+        out = super().decode(members, scores, fixed)  # key-less members: free
+        by_key: dict[Any, list[int]] = defaultdict(list)
+        for j in members:
+            if self.examples[j].consistency_key is not None:
+                by_key[self.examples[j].consistency_key].append(j)
+        k = len(scores[members[0]])
+        forced: dict[Any, int] = {}
+        for key, ms in by_key.items():
+            given = {fixed[j] for j in ms if j in fixed}
+            if len(given) > 1:
+                return None
+            if given:
+                forced[key] = given.pop()
+        total = {key: np.sum([scores[j] for j in ms], axis=0) for key, ms in by_key.items()}
+        if not self.exclusive:
+            chosen = {key: forced.get(key, int(np.argmax(total[key]))) for key in by_key}
+        else:  # at most one key true: all false, or the key whose truth gains most
+            t, f = self.true, self.false
+            if any(forced.get(key, f) not in (t, f) for key in by_key) or k != 2:
+                return None
+            fixed_true = [key for key in by_key if forced.get(key) == t]
+            if len(fixed_true) > 1:
+                return None
+            free = [key for key in by_key if key not in forced]
+            gain = {key: total[key][t] - total[key][f] for key in free}
+            best = fixed_true[0] if fixed_true else max(free, key=gain.__getitem__, default=None)
+            if not fixed_true and (best is None or gain[best] <= 0):
+                best = None
+            chosen = {key: t if key == best else f for key in by_key}
+        for key, ms in by_key.items():
+            for j in ms:
+                out[j] = chosen[key]
+        return out
 
 
 RULES = {

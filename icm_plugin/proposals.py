@@ -11,9 +11,10 @@ import numpy as np
 from icm_plugin.consistency import ConsistencyRule
 
 Labels = list[int | None]
-#: groups larger than this are decoded member by member and repaired, not by enumerating assignments
-MAX_ENUMERATED_GROUP = 12
-#: most label combinations one group's proposal enumerates (2 ** 12, what two labels allowed before)
+#: groups larger than this are decoded by the rule's exact decoder (``ConsistencyRule.decode``), not by
+#: enumerating assignments (2 ** 8 label combinations, each checked against the rule, per group and step)
+MAX_ENUMERATED_GROUP = 8
+#: most label combinations one group's proposal enumerates (k labels)
 MAX_ASSIGNMENTS = 2 ** MAX_ENUMERATED_GROUP
 
 
@@ -23,27 +24,18 @@ def best_assignment(rule: ConsistencyRule, members: list[int], labels: Labels, l
 
     members: the group's example indices; labels: the current labels (other groups matter to no rule here);
     logprobs: example index -> label log-probabilities; clamped: index -> label kept; term: the objective's
-    per-example term. Returns index -> label for every member. Groups with more than MAX_ENUMERATED_GROUP
-    members (or more than MAX_ASSIGNMENTS label combinations, k labels) are decoded member by member and then
-    repaired by the members' terms.
+    per-example term. Returns index -> label for every member. Groups with more than MAX_ENUMERATED_GROUP free
+    members (or more than MAX_ASSIGNMENTS label combinations) are decoded exactly by the rule
+    (``ConsistencyRule.decode``, the same optimum). When the clamps allow no consistent assignment, the clamps are
+    kept and the other members get their most likely label.
     """
     free = [j for j in members if j not in clamped]
     fixed = {j: clamped[j] for j in members if j in clamped}
     k = len(logprobs[members[0]])
-    if len(free) > MAX_ENUMERATED_GROUP or k ** len(free) > MAX_ASSIGNMENTS:  # member-wise argmax, then repairs
-        trial: Labels = list(labels)
-        for j in free:
-            trial[j] = int(np.argmax(logprobs[j]))
-        for _ in range(len(members)):
-            found = rule.violations(trial, set(members))
-            if not found:
-                break
-            options = [o for o in rule.repairs(found[0], trial) if all(j not in fixed for j in o)]
-            if not options:
-                break
-            for j, y in max(options, key=lambda o: sum(term(logprobs[j], y) for j, y in o.items())).items():
-                trial[j] = y
-        return {j: int(trial[j]) for j in members}
+    if len(free) > MAX_ENUMERATED_GROUP or k ** len(free) > MAX_ASSIGNMENTS:
+        scores = {j: np.array([term(logprobs[j], y) for y in range(k)]) for j in members}
+        best = rule.decode(members, scores, fixed)
+        return best if best is not None else {j: fixed.get(j, int(np.argmax(logprobs[j]))) for j in members}
     best, best_score = None, -math.inf
     trial = list(labels)
     for values in itertools.product(range(k), repeat=len(free)):
