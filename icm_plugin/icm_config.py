@@ -18,7 +18,8 @@ class ICMConfig:
 
     alpha: weight of mutual predictability in U = alpha * P - I.
     context: "group" (default): an example's demonstrations leave out its own consistency group; "loo": every
-        other labelled example (the paper's exact setting). See ``icm_plugin.objective``.
+        other labelled example in one fixed order, the own group's at its group's place (the paper's setting, laid
+        out as the authors' code). See ``icm_plugin.objective``.
     scale: "logodds" (default, the authors' code): P is the mean signed log-odds of the labels; "logprob":
         the mean log-probability of the labels (nats).
     proposal: "group" (default) or "example" (the paper): see the module docstring.

@@ -12,9 +12,10 @@ other labelled examples as demonstrations. Two choices, each a named option (``O
 - ``context``: ``"group"`` (default): an example's demonstrations never include a member of its own consistency
   group (leave-one-GROUP-out). A small model copies the label of a near-identical demonstration, and under a
   rule like exactly-one the other candidate of the same question always carries the opposite label, so with
-  the own group shown P rewards the labelling that makes that copying look right. ``"loo"``: every other
-  labelled example, the own group's other members included, adjacent, right before the query (the paper's
-  exact setting).
+  the own group shown P rewards the labelling that makes that copying look right. ``"loo"`` (the paper's
+  setting, laid out as the authors' code does): every other labelled example, in one order for the whole pool
+  (groups in the search's group order, members in pool order), so the own group's other members sit at their
+  group's place in that order, not next to the query. It forgoes the divide-and-conquer prefix sharing below.
 - ``normalise``: ``"pool"`` (default): the labelled examples' gain over chance, summed and divided by the pool
   size, so an unlabelled example counts as chance and labelling a group raises P by what the model gains on
   it; for a complete labelling this is the mean. ``"labelled"`` (the authors' code): the mean over the
@@ -131,12 +132,16 @@ def group_requests(task: Task, examples: Sequence[Example], labels: Labels, grou
     """One request per example of the groups in ``group_order``, labelled or not (see the module docstring).
 
     Demonstrations are the labelled members of the other groups, in divide-and-conquer order over groups; with
-    ``context="loo"`` the example's own group's other labelled members follow, right before the query.
+    ``context="loo"`` every other labelled example in ``group_order`` (the own group's at its place in it).
     Returns the pool indices and their requests, in the same order.
     """
     members = members if members is not None else group_members(examples)
     demo = {i: task.demonstration(examples[i], int(labels[i]))
             for g in group_order for i in members[g] if labels[i] is not None}
+    if context == "loo":
+        index = [i for g in group_order for i in members[g]]
+        return index, [ScoreRequest(tuple(d for j, d in demo.items() if j != i), task.prompt(examples[i]))
+                       for i in index]
     block = {g: tuple(demo[i] for i in members[g] if i in demo) for g in group_order}
     contexts = loo_contexts(list(group_order))
     index: list[int] = []
@@ -144,9 +149,8 @@ def group_requests(task: Task, examples: Sequence[Example], labels: Labels, grou
     for g in group_order:
         prefix = tuple(d for other in contexts[g] for d in block[other])
         for i in members[g]:
-            own = tuple(demo[j] for j in members[g] if j != i and j in demo) if context == "loo" else ()
             index.append(i)
-            reqs.append(ScoreRequest(prefix + own, task.prompt(examples[i])))
+            reqs.append(ScoreRequest(prefix, task.prompt(examples[i])))
     return index, reqs
 
 

@@ -28,14 +28,20 @@ def test_group_context_never_shows_the_own_group():
         assert len(r.demos) == len(exs) - 2  # every other group's two members
 
 
-def test_loo_context_shows_the_own_group_right_before_the_query():
+def test_loo_context_is_every_other_example_in_one_order_as_the_authors_lay_it_out():
+    # the authors' code: every other labelled example, in one order for the whole pool; the own group's other
+    # member sits at its group's place in that order, not right before the query
     exs = pool(8)
     labels = [e.label for e in exs]
-    index, reqs = group_requests(TASK, exs, labels, sorted(group_members(exs)), context="loo")
+    order = sorted(group_members(exs))
+    members = group_members(exs)
+    everything = [TASK.demonstration(exs[j], labels[j]) for g in order for j in members[g]]
+    index, reqs = group_requests(TASK, exs, labels, order, context="loo")
+    assert index == [j for g in order for j in members[g]]
     for i, r in zip(index, reqs, strict=True):
-        assert len(r.demos) == len(exs) - 1
-        assert _question(r.demos[-1]) == _question(r.query)  # the partner, adjacent to the query
-        assert r.demos[-1] != TASK.demonstration(exs[i], labels[i])
+        assert list(r.demos) == [d for d in everything if d != TASK.demonstration(exs[i], labels[i])]
+    first = reqs[0]  # a member of the first group: its partner opens the prompt, far from the query
+    assert _question(first.demos[0]) == _question(first.query) != _question(first.demos[-1])
 
 
 def test_members_of_a_group_share_one_context_and_unlabelled_groups_add_none():
