@@ -14,6 +14,17 @@ Starts two llama-cpp-python servers (``python -m llama_cpp.server``, ``--logits_
 2. ``icm label --batch-size``'s runner on two batches of ``--batch`` claims (``--iterations`` steps each):
    one server doing both, then the two servers at once; wall seconds, their ratio, and whether the labels agree.
 
+3. ``--paths N ...``: per evaluation of P at each n, the three scoring paths side by side: the native prefix
+   scorer (token-forwards, seconds), the next-token path (``scoring=next-token``, the default for servers: one
+   ``max_tokens=1, logprobs=20`` request per prompt) on one server and on both, and today's echo path
+   (``scoring=echo``: lm-eval's ``loglikelihood``, one ``echo=True`` request per prompt per label word) on one
+   server for its first ``--echo-prompts`` prompts only (llama-cpp-python sorts the 262k vocabulary in Python at
+   every echoed token, minutes per prompt here). "Server tokens" are the prompt tokens the servers actually
+   evaluated, summed from their logs' ``prompt eval time = ... / N tokens`` lines (what is left after
+   llama-cpp-python reuses the prefix its one slot shares with the previous prompt); each measurement starts
+   after a one-token prompt that empties that cache. Labels: the argmax over the label words against the
+   native scorer's (float32 transformers folder), and the max |diff| of the normalised log-probabilities.
+
 ``uptime`` is recorded before and after: the servers share the machine's cores with whatever else runs.
 """
 
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import tempfile
 import time
@@ -34,6 +46,7 @@ from icm_plugin.loaders import load_examples
 from icm_plugin.models import ALIASES, load_model, resolve_model
 from icm_plugin.scoring.llamacpp_server import start_llamacpp_server, stop_server
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
+from icm_plugin.scoring.next_token import build_backend_scorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer
 from icm_plugin.search import ICMConfig
 from icm_plugin.tasks import get_task
@@ -68,6 +81,111 @@ def served_evaluation(args: str, reqs, words, alias: str) -> tuple[dict, np.ndar
     return {"seconds": seconds, "contexts": contexts, "contexts_per_s": contexts / seconds,
             "http_requests_per_s": contexts * len(words) / seconds, "prompt_tokens": scorer.token_forwards,
             "prompt_tokens_per_s": scorer.token_forwards / seconds}, out
+
+
+PROMPT_EVAL = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
+
+
+class ServerLogs:
+    """The prompt tokens the servers evaluated since ``mark()``, from their logs."""
+
+    def __init__(self, logs: list[Path]):
+        self.logs = logs
+        self.offsets = [0] * len(logs)
+
+    def mark(self) -> None:
+        self.offsets = [len(log.read_text(errors="replace")) for log in self.logs]
+
+    def since(self) -> tuple[int, int]:
+        """(prompt tokens evaluated, prompts evaluated) since the last ``mark()``, all servers together."""
+        counts = [int(m) for log, at in zip(self.logs, self.offsets, strict=True)
+                  for m in PROMPT_EVAL.findall(log.read_text(errors="replace")[at:])]
+        return sum(counts), len(counts)
+
+
+def empty_caches(urls: list[str]) -> None:
+    """One one-token prompt per server: its slot then shares nothing but BOS with the next prompt."""
+    import requests
+
+    for url in urls:
+        requests.post(url, json={"prompt": "Hi", "max_tokens": 1, "temperature": 0}, timeout=600).raise_for_status()
+
+
+def path_row(name: str, scorer, reqs, urls: list[str], logs: ServerLogs, ref: np.ndarray) -> dict:
+    empty_caches(urls)
+    logs.mark()
+    t = time.perf_counter()
+    out = scorer.label_logprobs(reqs)
+    seconds = time.perf_counter() - t
+    tokens, prompts = logs.since()
+    return {"path": name, "servers": len(urls), "prompts": len(reqs), "seconds": seconds, "server_tokens": tokens,
+            "server_prompts": prompts, "requests": getattr(scorer, "requests_sent", None),
+            "labels_below_top_k": getattr(scorer, "labels_below_top_k", None),
+            "same_labels": int((out.argmax(1) == ref.argmax(1)).sum()), "max_diff": float(np.abs(out - ref).max())}
+
+
+def paths(task, args, urls: list[str], logs: list[Path]) -> list[dict]:
+    """Part 3: the native scorer, the next-token path (one and two servers) and the echo path, per n."""
+    model, tok = load_model(args.alias, dtype="float32", device="cpu")
+    server_logs = ServerLogs(logs)
+    rows: list[dict] = []
+    print("| n | path | servers | prompts | seconds | tokens computed | labels = native | max diff |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for n in args.paths:
+        examples, _, reqs = group_requests(task, n)
+        reqs = sorted(reqs, key=lambda r: (r.demos, r.query))  # trie order (the served paths sort them too)
+        native = PrefixSharingScorer(model, tok, task.label_words)
+        t = time.perf_counter()
+        ref = native.label_logprobs(reqs)
+        found = [{"path": "native prefix", "servers": 0, "prompts": len(reqs), "seconds": time.perf_counter() - t,
+                  "server_tokens": native.token_forwards, "same_labels": len(reqs), "max_diff": 0.0}]
+        print(f"| {len(examples)} | native prefix | - | {len(reqs)} | {found[0]['seconds']:.1f} "
+              f"| {native.token_forwards:,} | - | - |", flush=True)
+        runs = [("next-token", urls[:k], reqs, "") for k in args.servers if not (k > 1 and n > args.two_servers_max_n)
+                and args.next_token]
+        if args.echo_prompts:
+            runs.append(("echo", urls[:1], reqs[:args.echo_prompts], "scoring=echo"))
+        for name, use, sub, extra in runs:
+            scorer = build_backend_scorer("local-completions", ",".join(filter(None, [model_args(use, args.alias, 1),
+                                                                                      extra])), task.label_words)
+            if not ALIASES[args.alias].add_bos:
+                scorer.bos_text = scorer.lm.tokenizer.bos_token
+            row = path_row(name, scorer, sub, use, server_logs, ref[:len(sub)])
+            row["n"] = len(examples)
+            found.append(row)
+            print(f"| {len(examples)} | {name} | {row['servers']} | {row['prompts']} | {row['seconds']:.1f} "
+                  f"| {row['server_tokens']:,} | {row['same_labels']}/{row['prompts']} | {row['max_diff']:.3f} |",
+                  flush=True)
+        for row in found:
+            row["n"] = len(examples)
+        rows.extend(found)
+    return rows
+
+
+def counted(task, alias: str, sizes: list[int]) -> list[dict]:
+    """Part 4 (no server): the prompt tokens llama-cpp-python's one-slot cache leaves to evaluate when the
+    next-token path sends the trie-ordered prompts of one evaluation at n (each prompt after the previous one;
+    the first after a one-token prompt), counted with the alias's tokenizer; the echo path adds about two per
+    prompt (its second label word's request reuses the whole context). Whole prompts: what a server without a
+    prefix cache (vLLM with prompt log-probabilities) computes per label word."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(alias))
+    rows = []
+    for n in sizes:
+        _, _, reqs = group_requests(task, n)
+        prev, computed, whole, longest = tok("Hi")["input_ids"], 0, 0, 0
+        for r in sorted(reqs, key=lambda r: (r.demos, r.query)):
+            ids = tok("".join(d + "\n\n" for d in r.demos) + r.query)["input_ids"]
+            lcp = next((i for i, (a, b) in enumerate(zip(prev, ids, strict=False)) if a != b),
+                       min(len(prev), len(ids)))
+            computed += len(ids) - min(lcp, len(ids) - 1)
+            whole, longest, prev = whole + len(ids), max(longest, len(ids)), ids
+        rows.append({"n": n, "prompts": len(reqs), "next_token_tokens": computed,
+                     "echo_tokens": computed + 2 * len(reqs), "whole_prompt_tokens": whole, "longest": longest})
+        print(f"counted n={n}: {len(reqs)} prompts (longest {longest} tokens); next-token path {computed:,} tokens "
+              f"computed, echo path ~{computed + 2 * len(reqs):,}; whole prompts {whole:,}", flush=True)
+    return rows
 
 
 def two_batches(scorer, task, pool, batch: int, iterations: int, root: Path) -> tuple[float, list[int]]:
@@ -122,6 +240,17 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
                     help="part 1, the evaluations (--no-evaluate: only the two-batch run)")
+    ap.add_argument("--paths", type=int, nargs="*", default=[],
+                    help="part 3 at these n: native prefix, next-token (one and two servers) and echo paths")
+    ap.add_argument("--servers", type=int, nargs="+", default=[1, 2], choices=[1, 2],
+                    help="part 3: the next-token path on this many servers")
+    ap.add_argument("--two-servers-max-n", type=int, default=10**9, help="part 3: two servers only up to this n")
+    ap.add_argument("--next-token", action=argparse.BooleanOptionalAction, default=True,
+                    help="part 3: measure the next-token path (--no-next-token: only native and echo)")
+    ap.add_argument("--echo-prompts", type=int, default=1,
+                    help="part 3: the echo path on this many prompts (in trie order) per n; 0: not measured")
+    ap.add_argument("--count", type=int, nargs="*", default=[],
+                    help="part 4 at these n, no server: the prompt tokens a one-slot prefix cache leaves to compute")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     task = get_task("facts")
@@ -130,11 +259,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="icm-served-"))
     gguf = alias.locate_gguf(work)
     report: dict = {"alias": args.alias, "gguf": gguf.name, "threads_per_server": args.threads, "uptime_before": uptime()}
+    if args.count:
+        report["counted"] = counted(task, args.alias, args.count)
+        if not (args.paths or args.evaluate or args.batch):
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=1))
+            return
     print(f"{args.alias} ({gguf.name}); {report['uptime_before']}", flush=True)
-    servers = [start_llamacpp_server(gguf, threads=args.threads, n_ctx=args.n_ctx, log=work / f"server{k}.log")
-               for k in range(2)]
+    logs = [work / f"server{k}.log" for k in range(2)]
+    servers = [start_llamacpp_server(gguf, threads=args.threads, n_ctx=args.n_ctx, log=logs[k]) for k in range(2)]
     urls = [url for _, url in servers]
     try:
+        if args.paths:
+            report["paths"] = paths(task, args, urls, logs)
         if args.evaluate:
             report.update(evaluations(task, args, urls))
         if args.batch:
