@@ -151,9 +151,14 @@ def task_records(task: str, data_dir: str | os.PathLike | None = None) -> tuple[
     Raises ICMError when the data folder lacks the task's file, when the hub cannot be reached, and when a task
     has no public source (gsm8k) and no folder was given.
     """
-    if task not in LMEVAL_TASKS:
-        raise ICMError(f"no lm-eval task for {task!r}; choose one of: {', '.join(LMEVAL_TASKS)}")
     folder = resolve_data_dir(data_dir)
+    if task not in LMEVAL_TASKS:  # icm_claims, icm_comparisons: generic tasks with no data of their own
+        path = local_file(task, folder) if folder is not None else None
+        if path is None:
+            raise ICMError(f"icm_{task} reads your own records: pass --metadata '{{\"data\": \"FILE.jsonl\"}}' "
+                           f"(or a data_dir holding {_names_text(task)}); the tasks with data of their own are "
+                           f"{', '.join('icm_' + t for t in LMEVAL_TASKS)}")
+        return list(read_records(path)), str(path)
     path = local_file(task, folder) if folder is not None else None
     if folder is not None and path is None and task != "facts":
         raise ICMError(f"{folder}: no {_names_text(task)} for icm_{task}; add the file (ICM format) or "
