@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,61 @@ def check_resume(blob: dict[str, Any], path: str | Path, ids: list[str], config:
     if {str(k): v for k, v in blob["clamped"].items()} != {str(k): int(v) for k, v in clamped.items()}:
         raise ICMError(f"{where}: it was made with other clamped labels ({len(blob['clamped'])} then, "
                        f"{len(clamped)} now); resume with the same --clamp file")
+
+
+def check_search(blob: dict[str, Any], path: str | Path, search: dict[str, Any]) -> None:
+    """Refuse to resume with another rule (``ICM(rule=...)`` from the Python API) or another step budget (an
+    ``iterations_per_example`` changed since). Checkpoints written before these were recorded are not checked."""
+    for key, value in search.items():
+        if key in blob.get("search", {}) and blob["search"][key] != value:
+            raise ICMError(f"{path}: cannot resume: it was made with {key} {_show(blob['search'][key])}, this search "
+                           f"has {_show(value)}; resume with the same settings, or choose another --out")
+
+
+def memo_path(path: str | Path) -> Path:
+    """Where the evaluation cache of the checkpoint at ``path`` is kept (next to it)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".memo.npz")
+
+
+def write_memo(path: str | Path, memo: OrderedDict[tuple, Evaluation], iteration: int) -> None:
+    """The search's evaluation cache, in its LRU order, stamped with ``iteration``, written atomically, so a resumed
+    search takes from it what the uninterrupted one took (a scorer that is not bit-exact would otherwise give a
+    labelling the uninterrupted run took from the cache a slightly different U)."""
+    entries = list(memo.items())
+    n = len(entries[0][0]) if entries else 0
+    labels = np.array([[-1 if y is None else y for y in key] for key, _ in entries], dtype=np.int64).reshape(-1, n)
+    logprobs = np.array([[ev.logprobs[i] for i in range(n)] for _, ev in entries], dtype=np.float64)
+    upi = np.array([[ev.U, ev.mutual_predictability, ev.inconsistencies] for _, ev in entries], dtype=np.float64)
+    target = memo_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            np.savez(fh, labels=labels, logprobs=logprobs, upi=upi, iteration=np.int64(iteration))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ICMError(f"{target}: cannot write the evaluation cache ({err.strerror}); free disk space or make the "
+                       "folder writable, then re-run with --resume") from None
+
+
+def read_memo(path: str | Path, iteration: int) -> OrderedDict[tuple, Evaluation] | None:
+    """The evaluation cache written with the checkpoint of ``iteration``; None when there is none, it is damaged or
+    it belongs to another step (a kill between the two writes): the search then recomputes what it needs."""
+    try:
+        with np.load(memo_path(path)) as z:
+            if int(z["iteration"]) != iteration:
+                return None
+            labels, logprobs, upi = z["labels"], z["logprobs"], z["upi"]
+    except (OSError, ValueError, KeyError):
+        return None
+    memo: OrderedDict[tuple, Evaluation] = OrderedDict()
+    for row, lp, (u, p, i) in zip(labels, logprobs, upi, strict=True):
+        memo[tuple(None if y < 0 else int(y) for y in row)] = Evaluation(float(u), float(p), int(i), dict(enumerate(lp)))
+    return memo
 
 
 def _show(value: Any) -> str:

@@ -31,10 +31,13 @@ from icm_plugin.annealing import accept, temperature
 from icm_plugin.checkpoint import (
     STATE_KEYS,
     check_resume,
+    check_search,
     evaluation_blob,
     evaluation_from_blob,
     read_checkpoint,
+    read_memo,
     write_checkpoint,
+    write_memo,
 )
 from icm_plugin.consistency import ConsistencyRule, Violation, make_rule
 from icm_plugin.errors import ICMError
@@ -96,7 +99,7 @@ class ICM:
             raise ICMError("the pool is empty")
         self._run_info = run_info
         self._prepare(pool, clamped)
-        iterations = cfg.iterations if cfg.iterations is not None else cfg.iterations_per_example * n
+        iterations = self._iterations = cfg.iterations if cfg.iterations is not None else cfg.iterations_per_example * n
         start_forwards = self.scorer.token_forwards
         t_start = time.perf_counter()
         ckpt = Path(checkpoint) if checkpoint else None
@@ -368,6 +371,8 @@ class ICM:
                  "seconds": state["seconds"] + time.perf_counter() - t_start}
         if self._run_info is not None:
             blob["run"] = self._run_info
+        blob["search"] = {"rule": self._rule.name, "iterations": self._iterations}
+        write_memo(path, self._memo, state["iteration"])  # first: a kill in between leaves a memo of another step
         write_checkpoint(path, blob)  # atomic: a kill leaves the old or the new checkpoint, never half of one
 
     def _load_checkpoint(self, path: Path, pool: list[Example]) -> dict[str, Any]:
@@ -376,9 +381,10 @@ class ICM:
                      {pool[i].id: y for i, y in self._clamped.items()}, self._run_info)
         rng = np.random.default_rng()
         rng.bit_generator.state = blob["rng"]
+        check_search(blob, path, {"rule": self._rule.name, "iterations": self._iterations})
         self._group_orders = blob["group_orders"]
         cur = evaluation_from_blob(blob["cur"])
-        self._memo[tuple(blob["labels"])] = cur
+        self._memo = read_memo(path, blob["iteration"]) or OrderedDict({tuple(blob["labels"]): cur})
         return {"rng": rng, "cur": cur} | {k: blob[k] for k in (*STATE_KEYS, "evaluations", "token_forwards", "seconds")}
 
 
