@@ -135,6 +135,21 @@ def test_per_batch_resume_skips_finished_batches_and_continues_the_interrupted_o
     assert [s["batch"] for s in summaries] == ["000", "001", "002"]
 
 
+def test_each_batch_is_the_search_on_that_batch_alone_and_the_merge_keeps_its_labels(tmp_path):
+    from dataclasses import replace
+
+    pool = pairs_pool(12)
+    truth = {TASK.prompt(e): e.label for e in pool}
+    summaries = run_batches(ScriptedScorer(truth, herd=1.0), pool, tmp_path, resume=False)
+    merged = dict(labels_of(tmp_path))
+    assert sorted(merged) == sorted(e.id for e in pool)
+    config = ICMConfig(seed=3, iterations=12, num_seed=2)
+    for b, (batch, summary) in enumerate(zip(split_by_group(pool, 8), summaries, strict=True)):
+        alone = ICM(ScriptedScorer(truth, herd=1.0), TASK, replace(config, seed=3 + b)).fit(batch, progress=False)
+        assert summary["U"] == alone.U_ and summary["ids"] == [e.id for e in batch]
+        assert [merged[e.id] for e in batch] == alone.labels_
+
+
 def test_parallel_batches_equal_sequential_ones(tmp_path):
     pool = pairs_pool(12)
     truth = {TASK.prompt(e): e.label for e in pool}
@@ -172,8 +187,13 @@ def test_cli_batched_run_folder_and_resume_of_a_finished_run(tiny_model_dir, tmp
     assert report["accuracy"] == pytest.approx(np.mean([r["label"] == g for r, g in zip(labels, gold, strict=True)]))
     split = json.loads((out / "batches.json").read_text())
     assert sorted(i for b in split["batches"] for i in b["ids"]) == sorted(r["id"] for r in labels)
-    for b in split["batches"]:
-        assert (out / "batches" / b["batch"] / "progress.png").exists()
+    merged = {r["id"]: r for r in labels}
+    for b, row in zip(split["batches"], per, strict=True):
+        folder = out / "batches" / b["batch"]
+        own = [json.loads(line) for line in (folder / "labels.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in own] == b["ids"] and row["batch"] == b["batch"]  # each batch: its own examples
+        assert all(merged[r["id"]]["label"] == r["label"] for r in own)  # and the merge kept its labels
+        assert (folder / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     before = (out / "labels.jsonl").read_text()
     capsys.readouterr()

@@ -10,7 +10,7 @@ from scripted import ScriptedScorer
 from test_search import TASK, pool, truth
 
 from icm_plugin.consistency import make_rule
-from icm_plugin.objective import Objective, evaluate, group_members, group_requests, loo_contexts
+from icm_plugin.objective import Objective, evaluate, group_members, group_requests
 
 
 def _question(text: str) -> str:
@@ -57,12 +57,20 @@ def test_members_of_a_group_share_one_context_and_unlabelled_groups_add_none():
 
 
 def test_layout_positions_do_not_depend_on_which_groups_are_labelled():
-    order = [f"g{k}" for k in range(8)]
-    ctx = loo_contexts(order)
-    # with only g0 and g5 labelled, g3's demonstrations keep the relative order they have when all are
-    full = [g for g in ctx["g3"]]
-    assert [g for g in full if g in ("g0", "g5")] == [g for g in ctx["g3"] if g in ("g0", "g5")]
-    assert sorted(full) == sorted(set(order) - {"g3"})
+    # every query's demonstrations with only some groups labelled are the full layout's, those groups' kept in
+    # the same order: a group's block sits at the same place whatever else is labelled
+    exs = pool(8)
+    full = [e.label for e in exs]
+    order = [f"g{k}" for k in (3, 0, 6, 1, 7, 2, 5, 4)]
+    by_query = dict(zip(*group_requests(TASK, exs, full, order), strict=True))
+    for labelled_groups in ({"g0", "g5"}, {"g1", "g2", "g3", "g7"}, {"g4"}):
+        part = [y if exs[i].consistency_id in labelled_groups else None for i, y in enumerate(full)]
+        kept = {TASK.demonstration(e, y) for e, y in zip(exs, part, strict=True) if y is not None}
+        index, reqs = group_requests(TASK, exs, part, order)
+        assert sorted(index) == list(range(len(exs)))
+        for i, r in zip(index, reqs, strict=True):
+            assert list(r.demos) == [d for d in by_query[i].demos if d in kept]
+            assert len(r.demos) == 2 * len(labelled_groups - {exs[i].consistency_id})
 
 
 def test_signed_log_odds_and_log_probability_scales():
