@@ -291,6 +291,7 @@ class BatchRunner:
                 "inconsistencies": icm.inconsistencies_, "rule": icm.rule_name_,
                 "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_,
                 "wall_seconds_this_run": round(time.perf_counter() - t0, 2), "scorer": scorer.name,
+                "labels_below_top_k": getattr(scorer, "labels_below_top_k", None),
                 "ids": [e.id for e in batch]}
         report = build_report(folder, batch, base, self.task.choices)
         write_json(folder / "report.json", report)  # written last: its presence marks the batch finished

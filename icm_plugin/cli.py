@@ -84,7 +84,9 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
                         "prompt per forward")
     p.add_argument("--model-type", default=None, help="score through an lm-eval model type instead: hf, vllm, local-completions, gguf, ... (as lm_eval --model)")
     p.add_argument("--model-args", default="", help="lm-eval model args for --model-type, k=v,k=v (as lm_eval --model_args); for a server: "
-                        "num_concurrent=N prompts in flight per server, base_url=URL1|URL2 for several servers")
+                        "num_concurrent=N prompts in flight per server, base_url=URL1|URL2 for several servers; completions servers "
+                        "are scored by one next-token request per prompt (top_logprobs=K, default 20), scoring=echo for "
+                        "lm-eval's prompt log-probabilities instead")
     p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="label the pool in batches of about N examples, whole consistency groups (paper: 256), merged into one run folder")
     p.add_argument("--executor", default=None, choices=["sequential", "threads", "ray"],
                    help="where the batches of --batch-size run: one after another, in threads (the default where "

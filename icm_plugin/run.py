@@ -100,6 +100,8 @@ def label(job: LabelJob) -> RunFolder:
         base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
         base["reference"] = reference_report(examples, icm.labels_, references)
         base["reference_token_forwards"] = scorer.token_forwards - forwards
+        if hasattr(scorer, "labels_below_top_k"):  # a served next-token scorer: labels floored outside its top-K
+            base["labels_below_top_k"] = scorer.labels_below_top_k
         report = build_report(out, examples, base, task.choices)
         write_json(out / "report.json", report)
         plot_progress(out, examples, icm.history_, references={

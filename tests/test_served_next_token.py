@@ -313,3 +313,18 @@ def test_gemma_through_the_server_gives_the_native_scorers_labels(gemma_server):
     cfg = ICMConfig(seed=0, iterations=2)
     assert ICM(remote, TASK, cfg).fit(pair, progress=False).labels_ == ICM(native, TASK, cfg).fit(pair, progress=False).labels_
     assert remote.labels_below_top_k == 0
+
+
+@pytest.mark.slow
+def test_the_run_report_counts_the_label_scores_floored_outside_the_top_k(tiny_server, tiny_model_dir, tmp_path):
+    from icm_plugin.cli import main
+
+    out = tmp_path / "run"
+    data = tmp_path / "pool.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in POOL[:4]))
+    assert main(["label", "--task", "facts", "--data", str(data), "--iterations", "2", "--out", str(out),
+                 "--model-type", "local-completions",
+                 "--model-args", args(tiny_server.url, str(tiny_model_dir), "top_logprobs=1")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    # K=1: of the two label words at most one is the listed greedy token, so every answer floors at least one
+    assert report["labels_below_top_k"] >= report["evaluations"] * len(POOL[:4])
