@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,18 +130,10 @@ def write_memo(path: str | Path, memo: OrderedDict[tuple, Evaluation], iteration
     logprobs = np.array([[ev.logprobs[i] for i in range(n)] for _, ev in entries], dtype=np.float64)
     upi = np.array([[ev.U, ev.mutual_predictability, ev.inconsistencies] for _, ev in entries], dtype=np.float64)
     target = memo_path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        with tmp.open("wb") as fh:
-            np.savez(fh, labels=labels, logprobs=logprobs, upi=upi, iteration=np.int64(iteration))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise ICMError(f"{target}: cannot write the evaluation cache ({err.strerror}); free disk space or make the "
-                       "folder writable, then re-run with --resume") from None
+    _write_atomically(target, "wb", lambda fh: np.savez(fh, labels=labels, logprobs=logprobs, upi=upi,
+                                                         iteration=np.int64(iteration)),
+                      "cannot write the evaluation cache ({}); free disk space or make the folder writable, then "
+                      "re-run with --resume")
 
 
 def read_memo(path: str | Path, iteration: int) -> OrderedDict[tuple, Evaluation] | None:
@@ -169,19 +162,25 @@ def write_checkpoint(path: str | Path, blob: dict[str, Any]) -> None:
     A kill leaves the old or the new checkpoint, never half of one. Raises ICMError when the file cannot be
     written (full disk, read-only folder); the temporary file is removed and the previous checkpoint kept.
     """
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    _write_atomically(Path(path), "w", lambda fh: fh.write(json_text(blob)),
+                      "cannot write the checkpoint ({}); the last one written is kept: free disk space or make the "
+                      "folder writable, then re-run with --resume")
+
+
+def _write_atomically(path: Path, mode: str, fill: Callable[[Any], Any], failure: str) -> None:
+    """``fill(fh)`` into ``path`` + ".tmp", fsync, rename over ``path``; on OSError the temporary file goes, ``path``
+    keeps what it held and ICMError says ``path: failure`` (``{}`` = the OS's reason)."""
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(json_text(blob))
+        with tmp.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise ICMError(f"{path}: cannot write the checkpoint ({err.strerror}); the last one written is kept: free "
-                       "disk space or make the folder writable, then re-run with --resume") from None
+        raise ICMError(f"{path}: " + failure.format(err.strerror)) from None
 
 
 def evaluation_blob(ev: Evaluation) -> dict[str, Any]:
