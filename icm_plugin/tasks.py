@@ -76,8 +76,9 @@ class Task:
 
     @functools.cached_property
     def variables(self) -> tuple[str, ...]:
-        """The record fields the prompt reads (the template's free variables), sorted."""
-        return template_variables(self.template, self.source, "doc_to_text")
+        """The record fields the prompt reads (the template's free variables), in the order the prompt shows them."""
+        names = template_variables(self.template, self.source, "doc_to_text")
+        return tuple(sorted(names, key=lambda v: (self.template.find(v), v)))
 
     def doc(self, ex: Example) -> dict[str, Any]:
         """The values the template is rendered with."""

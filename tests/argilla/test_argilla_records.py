@@ -103,8 +103,10 @@ def test_label_map_finds_true_or_asks():
     with pytest.raises(ICMError, match="--true-label"):
         label_map(_Labels(["cat", "dog"]), "d")
     assert label_map(_Labels(["cat", "dog"]), "d", true_label="dog") == {"cat": 0, "dog": 1}
-    with pytest.raises(ICMError, match="exactly two labels"):
-        label_map(_Labels(["a", "b", "c"]), "d")
+    # more than two labels (issue 20): each label is its position in the question, as the task's doc_to_choice
+    assert label_map(_Labels(["a", "b", "c"]), "d") == {"a": 0, "b": 1, "c": 2}
+    with pytest.raises(ICMError, match="at least two labels"):
+        label_map(_Labels(["a"]), "d")
 
 
 def test_transient_server_errors_are_retried_for_idempotent_requests():
