@@ -57,7 +57,8 @@ def test_test_docs_are_the_held_out_split_with_the_labelers_prompt(task):
     for doc in docs[:20]:
         ex = by_id[doc["id"]]
         assert lm_task.doc_to_text(doc) == spec.prompt(ex)
-        assert lm_task.doc_to_choice(doc) == list(spec.label_words)
+        # what lm-eval scores after the prompt: target_delimiter + each choice, the labeler's label words
+        assert [lm_task.config.target_delimiter + c for c in lm_task.doc_to_choice(doc)] == list(spec.label_words)
         assert lm_task.doc_to_target(doc) == ex.label
         # zero-shot: the context is the prompt itself
         assert lm_task.fewshot_context(doc=doc, num_fewshot=0) == spec.prompt(ex)
@@ -72,7 +73,7 @@ def test_gold_many_shot_context_matches_the_labeler_and_excludes_the_test_group(
     for doc in list(lm_task.eval_docs)[:25]:
         context = lm_task.fewshot_context(doc=doc, num_fewshot=4)
         *demos, query = context.split(DEMO_SEPARATOR)
-        assert query == doc["prompt"] and len(demos) == 4
+        assert query == lm_task.doc_to_text(doc) and len(demos) == 4  # the doc's prompt, as lm-eval renders it
         for demo in demos:
             prompt, word = demo.rsplit(" ", 1)
             ex = pool_by_prompt[prompt]  # every demonstration is a pool example...
