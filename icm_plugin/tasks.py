@@ -164,6 +164,10 @@ def load_task_file(path: str | Path, name: str | None = None) -> Task:
     target = icm.get("target", config.get("doc_to_target"))
     if isinstance(target, FunctionTag) or not (target is None or isinstance(target, str | int)):
         target = None  # a hook or a list: gold is not read (the report then has no accuracy)
+    gold_field = target if isinstance(target, str) and not is_template(target) else None
+    if gold_field is not None and gold_field in template_variables(template, src, "doc_to_text") + tuple(fields.values()):
+        raise ICMError(f"{src}: key 'doc_to_text' shows the gold field {gold_field!r} (doc_to_target) to the model; "
+                       "gold is for the report only: take it out of the prompt")
     task_name = name or str(icm.get("name") or config.get("task") or path.stem)
     return Task(name=task_name, template=template, choices=choices, rule=rule, target_delimiter=target_delimiter,
                 fewshot_delimiter=fewshot_delimiter, fields=dict(fields), group=group, key=key,

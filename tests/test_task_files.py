@@ -199,6 +199,8 @@ BAD_FILES = {
     "two-label rule, four labels": ('task: x\ndoc_to_text: "{{text}}"\ndoc_to_choice: ["a", "b", "c", "d"]\n'
                                     'metadata: {icm: {rule: exactly_one, group: g}}\n', "needs exactly two labels"),
     "bad template": ('task: x\ndoc_to_text: "{{text"\ndoc_to_choice: ["a", "b"]\n', "key 'doc_to_text': not a valid Jinja2"),
+    "gold in the prompt": ('task: x\ndoc_to_text: "{{text}} ({{topic}})"\ndoc_to_choice: ["a", "b"]\ndoc_to_target: topic\n',
+                           "shows the gold field 'topic'"),
     "unknown setting": ('task: x\ndoc_to_text: "{{text}}"\ndoc_to_choice: ["a", "b"]\nmetadata: {icm: {rules: none}}\n',
                         "'metadata.icm.rules' is not an ICM setting"),
 }
