@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-LABEL_WORDS = {0: "False", 1: "True"}
-
 
 @dataclass(frozen=True)
 class Example:
