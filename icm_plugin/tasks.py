@@ -137,7 +137,7 @@ def load_task_file(path: str | Path, name: str | None = None) -> Task:
     if not isinstance(template, str) or not template or isinstance(template, FunctionTag):
         raise ICMError(f"{src}: key 'doc_to_text' must be a Jinja2 template string (e.g. \"Text: {{{{text}}}}\\n"
                        "Label:\"), got " + (repr(template) if template is None else type(template).__name__))
-    template_variables(template, src, "doc_to_text")
+    variables = template_variables(template, src, "doc_to_text")
     choices = _choices(config.get("doc_to_choice"), src)
     target_delimiter = _text(config, "target_delimiter", " ", src)
     fewshot_delimiter = _text(config, "fewshot_delimiter", DEMO_SEPARATOR, src)
@@ -165,7 +165,7 @@ def load_task_file(path: str | Path, name: str | None = None) -> Task:
     if isinstance(target, FunctionTag) or not (target is None or isinstance(target, str | int)):
         target = None  # a hook or a list: gold is not read (the report then has no accuracy)
     gold_field = target if isinstance(target, str) and not is_template(target) else None
-    if gold_field is not None and gold_field in template_variables(template, src, "doc_to_text") + tuple(fields.values()):
+    if gold_field is not None and gold_field in variables + tuple(fields.values()):
         raise ICMError(f"{src}: key 'doc_to_text' shows the gold field {gold_field!r} (doc_to_target) to the model; "
                        "gold is for the report only: take it out of the prompt")
     task_name = name or str(icm.get("name") or config.get("task") or path.stem)
