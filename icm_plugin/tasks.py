@@ -168,6 +168,10 @@ def load_task_file(path: str | Path, name: str | None = None) -> Task:
     if gold_field is not None and gold_field in variables + tuple(fields.values()):
         raise ICMError(f"{src}: key 'doc_to_text' shows the gold field {gold_field!r} (doc_to_target) to the model; "
                        "gold is for the report only: take it out of the prompt")
+    for setting, value in (("group", group), ("key", key)):
+        if gold_field is not None and value == gold_field:
+            raise ICMError(f"{src}: key 'metadata.icm.{setting}' is the gold field {gold_field!r} (doc_to_target); "
+                           "no consistency rule may be built from gold labels")
     task_name = name or str(icm.get("name") or config.get("task") or path.stem)
     return Task(name=task_name, template=template, choices=choices, rule=rule, target_delimiter=target_delimiter,
                 fewshot_delimiter=fewshot_delimiter, fields=dict(fields), group=group, key=key,

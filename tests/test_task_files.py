@@ -201,6 +201,8 @@ BAD_FILES = {
     "bad template": ('task: x\ndoc_to_text: "{{text"\ndoc_to_choice: ["a", "b"]\n', "key 'doc_to_text': not a valid Jinja2"),
     "gold in the prompt": ('task: x\ndoc_to_text: "{{text}} ({{topic}})"\ndoc_to_choice: ["a", "b"]\ndoc_to_target: topic\n',
                            "shows the gold field 'topic'"),
+    "rule built from gold": ('task: x\ndoc_to_text: "{{text}}"\ndoc_to_choice: ["a", "b", "c"]\ndoc_to_target: topic\n'
+                             'metadata: {icm: {rule: same_key, group: g, key: topic}}\n', "'metadata.icm.key' is the gold field"),
     "unknown setting": ('task: x\ndoc_to_text: "{{text}}"\ndoc_to_choice: ["a", "b"]\nmetadata: {icm: {rules: none}}\n',
                         "'metadata.icm.rules' is not an ICM setting"),
 }
