@@ -36,10 +36,11 @@ import numpy as np
 
 from icm_plugin.baselines import zero_shot_scores
 from icm_plugin.bootstrap import Bootstrap, rule_decode
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, canonical_order
 from icm_plugin.loaders import load_examples
 from icm_plugin.metrics import accuracy, balanced_accuracy
 from icm_plugin.objective import group_members, group_requests
+from icm_plugin.reliability import assess
 from icm_plugin.search import ICM, ICMConfig
 from icm_plugin.tasks import get_task
 
@@ -115,10 +116,11 @@ def run_seed(seed: int, args, scorer, task, facts: list[Example], settings) -> d
     # the golden ceiling: gold demonstrations of the other groups, in the default layout of this seed
     t, f0 = time.perf_counter(), scorer.token_forwards
     layout = ICM(scorer, task, replace(ICMConfig(), seed=seed))
-    layout._prepare([e.without_gold() for e in pool], None)
-    index, reqs = group_requests(task, pool, gold, layout._group_orders[0])
+    order = canonical_order(pool, seed)  # the search's order of the pool: members inside a block as ICM lays them
+    layout._prepare([pool[p].without_gold() for p in order], None)
+    index, reqs = group_requests(task, [pool[p] for p in order], [gold[p] for p in order], layout._group_orders[0])
     golden = np.zeros((len(pool), task.k))
-    golden[index] = scorer.label_logprobs(reqs)
+    golden[[order[k] for k in index]] = scorer.label_logprobs(reqs)
     row["golden_hidden"] = scores_row(rule_decode(golden, pool, rule, true), gold) | {
         "seconds": time.perf_counter() - t, "token_forwards": scorer.token_forwards - f0}
     say(f"seed {seed}: golden, own group hidden {row['golden_hidden']['accuracy']:.3f}")
@@ -135,6 +137,10 @@ def run_seed(seed: int, args, scorer, task, facts: list[Example], settings) -> d
             "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_,
             "steps_detail": [{k: h.get(k) for k in ("iteration", "T", "dU", "accepted", "judged", "labelled", "U")}
                              for h in icm.history_[1:]]}
+        rel = assess(icm, pool, pred, zs_rule)  # the verdict `icm label` reports, with no gold
+        row[f"icm:{name}"] |= {"reliability": {k: v for k, v in rel.items() if k != "records"}
+                               | {"records_marked": len(rel["records"])},
+                               "agreement_bootstrap": accuracy(pred, boot.labels_)}
         r = row[f"icm:{name}"]
         say(f"seed {seed}: ICM {name}: acc {r['accuracy']:.3f} U {r['U']:.2f} U(gold) {u_gold:.2f} "
             f"U(flipped) {u_flip:.2f} {r['seconds']:.0f}s {r['token_forwards']} tok, {r['evaluations']} evals, "
@@ -168,6 +174,23 @@ def markdown(rows: list[dict], settings) -> str:
         out.append(f"| {label} | {np.mean([r['accuracy'] for r in rs]):.3f} | "
                    f"{np.mean([r['balanced_accuracy'] for r in rs]):.3f} | "
                    f"{min(r['balanced_accuracy'] for r in rs):.3f} | {sec} | {tok} |")
+    out.append("")
+    out.append("Reliability (no gold; `icm_plugin.reliability`): ICM against the baselines, and whether it was flagged")
+    out.append("")
+    out.append("| seed | ICM | ICM bal. acc. | vs zero-shot + rule | vs bootstrap | agreement z-s + rule | margin "
+               "(nats/ex.) | against model | flag | should flag | should not flag |")
+    out.append("|---|---|---:|---|---|---:|---:|---:|---|---|---|")
+    for row in rows:
+        for name, _ in settings:
+            r = row[f"icm:{name}"]
+            rel = r.get("reliability")
+            if rel is None:
+                continue
+            b, zr, bs = r["balanced_accuracy"], row["zero_shot_rule"]["balanced_accuracy"], row["bootstrap"]["balanced_accuracy"]
+            sig = rel["signals"]
+            out.append(f"| {row['seed']} | {name} | {b:.3f} | {b - zr:+.3f} | {b - bs:+.3f} | "
+                       f"{sig['agreement_zero_shot_rule']:.3f} | {sig['margin']:.3f} | {sig['against_model']:.3f} | "
+                       f"{'yes' if rel['flag'] else 'no'} | {'yes' if b < zr else 'no'} | {'yes' if b >= bs else 'no'} |")
     return "\n".join(out)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, canonical_order, group_key
 from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
 
@@ -24,13 +24,11 @@ def zero_shot_labels(scores: np.ndarray) -> list[int]:
 def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example], true: int = 1) -> list[int]:
     """Two labels: per consistency group, the candidate with the highest p(true) is true, the others false; a group
     of one (or an example without a group) is true when the model prefers true, as ``rule_decode`` leaves it."""
-    from icm_plugin.loaders import group_key
-
     margin = scores[:, true] - scores[:, 1 - true]
     best: dict[str, int] = {}
     size: dict[str, int] = {}
-    for i, e in enumerate(examples):
-        g = group_key(e)
+    for i in canonical_order(examples):  # ties break by the ids, not by file position
+        g = group_key(examples[i])
         size[g] = size.get(g, 0) + 1
         if g not in best or margin[i] > margin[best[g]]:
             best[g] = i

@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, group_key
 from icm_plugin.executors import RayCluster, check_executor, is_served, task_device
 from icm_plugin.icm_config import ICMConfig
 from icm_plugin.job import LabelJob, job_task, load_pool
-from icm_plugin.loaders import group_key
 from icm_plugin.preflight import check_checkpoint, check_clamp, check_pool_memory, rule_coverage
 from icm_plugin.run_folder import RunFolder
 from icm_plugin.rundir import RunDir

@@ -19,8 +19,7 @@ import numpy as np
 
 from icm_plugin.baselines import zero_shot_scores
 from icm_plugin.consistency import rule_decode
-from icm_plugin.examples import Example
-from icm_plugin.loaders import group_key
+from icm_plugin.examples import Example, canonical_order, group_key
 from icm_plugin.objective import group_requests
 from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
@@ -53,11 +52,13 @@ class Bootstrap:
 
     def fit(self, examples: Sequence[Example], initial_scores: np.ndarray | None = None) -> Bootstrap:
         """Label ``examples``; ``initial_scores`` reuses zero-shot log-probabilities computed elsewhere."""
-        pool = [e.without_gold() for e in examples]  # gold never reaches the baseline
+        # worked in an order drawn from the seed and the ids, never the file's (see ``canonical_order``)
+        perm = canonical_order(examples, self.seed)
+        pool = [examples[p].without_gold() for p in perm]  # gold never reaches the baseline
         rule = self.rule or self.task.rule_for(pool)
         start = self.scorer.token_forwards
         rng = np.random.default_rng(self.seed)
-        scores = zero_shot_scores(self.scorer, self.task, pool) if initial_scores is None else initial_scores
+        scores = zero_shot_scores(self.scorer, self.task, pool) if initial_scores is None else np.asarray(initial_scores)[perm]
         true = self.task.true_index if self.task.true_index is not None else 1
         labels = rule_decode(scores, pool, rule, true)
         history = [{"round": 0, "changed": None, "true_rate": float(np.mean(labels))}]
@@ -77,8 +78,9 @@ class Bootstrap:
             if changed == 0:
                 break
         self.rule_name_ = rule
-        self.labels_ = [int(y) for y in labels]
-        self.scores_ = scores
+        back = np.argsort(perm)  # the search order's position of each example of the caller's
+        self.labels_ = [int(labels[k]) for k in back]
+        self.scores_ = scores[back]
         self.history_ = history
         self.rounds_ = len(history) - 1
         self.token_forwards_ = self.scorer.token_forwards - start

@@ -73,6 +73,9 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
                         "their mean log-probability in nats (logprob)")
     p.add_argument("--orders", type=_int_at_least(1), default=None, metavar="N",
                    help="prompt orders whose log-probabilities are averaged (default 1; costs N x the token-forwards)")
+    p.add_argument("--start", default=None, choices=["bootstrap", "seed"],
+                   help="where the search starts: bootstrap = the model's own labels (zero-shot + rule, then up to "
+                        "3 bootstrap rounds; default); seed = 8 random labels, the rest labelled by the steps (the paper)")
     p.add_argument("--paper", action="store_true",
                    help="the authors' setting (ICMConfig.paper(): leave-one-out, per-example proposals, mean over "
                         "labelled examples, T0 = 10 in units of U); other flags given still override")
@@ -112,7 +115,8 @@ def icm_config(args: argparse.Namespace):
 
     flags = {"seed": args.seed, "iterations": args.iterations, "alpha": args.alpha,
              "force_repair": getattr(args, "force_repair", None), "context": getattr(args, "context", None),
-             "scale": getattr(args, "scale", None), "orders": getattr(args, "orders", None)}
+             "scale": getattr(args, "scale", None), "orders": getattr(args, "orders", None),
+             "start": getattr(args, "start", None)}
     given = {k: v for k, v in flags.items() if v is not None}
     return ICMConfig.paper(**given) if getattr(args, "paper", False) else ICMConfig(**given)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, canonical_order
 
 Labels = Sequence[int | None]
 
@@ -244,9 +244,9 @@ def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str, true
     false = 1 - true
     margin = scores[:, true] - scores[:, false] if k == 2 else None
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        if e.consistency_id is not None:
-            groups[str(e.consistency_id)].append(i)
+    for i in canonical_order(examples):  # ties break by the ids, not by file position
+        if examples[i].consistency_id is not None:
+            groups[str(examples[i].consistency_id)].append(i)
     for members in groups.values():
         if rule == "exactly_one":
             for i in members:

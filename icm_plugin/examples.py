@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,6 +57,27 @@ class Example:
             metadata=d.get("metadata") or {},
             fields=d.get("fields") or {},
         )
+
+
+def group_key(ex: Example) -> str:
+    """The example's consistency group as a string (``str(consistency_id)``, as the rules key it; an int id from
+    the Python API is the same group as its string), or a group of its own."""
+    return str(ex.consistency_id) if ex.consistency_id is not None else f"__single__{ex.id}"
+
+
+def canonical_order(examples: Sequence[Example], seed: int = 0) -> list[int]:
+    """A permutation of the pool's indices drawn from ``seed`` and the examples' ids alone, never file position.
+
+    Groups come in the order of a hash of (seed, group), the members of a group in the order of a hash of
+    (seed, id). The search and the baselines work on the pool in this order, so whatever order the records came
+    in (TruthfulQA and GSM8K files list the true candidate first), the same pool and seed give the same
+    demonstrations, the same draws and the same tie-breaks. Duplicate ids keep their file order.
+    """
+    def rank(kind: str, value: str) -> bytes:
+        return hashlib.sha256(f"{seed}\x00{kind}\x00{value}".encode()).digest()
+
+    keys = [(rank("group", group_key(e)), rank("id", str(e.id))) for e in examples]
+    return sorted(range(len(examples)), key=lambda i: (keys[i], i))
 
 
 def content_id(*parts: Any) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example, content_id, label_index, normalize_label
+from icm_plugin.examples import Example, content_id, group_key, label_index, normalize_label
 from icm_plugin.task_files import field_or_template, is_template
 from icm_plugin.tasks import EXAMPLE_SLOTS, Task
 
@@ -226,12 +226,6 @@ def task_dataset_records(task: Task) -> Iterator[tuple[str, dict[str, Any]]]:
         ds = ds[split]
     for n, record in enumerate(ds):
         yield f"{path} ({split}): record {n}", dict(record)
-
-
-def group_key(ex: Example) -> str:
-    """The example's consistency group as a string (``str(consistency_id)``, as the rules key it; an int id from
-    the Python API is the same group as its string), or a group of its own."""
-    return str(ex.consistency_id) if ex.consistency_id is not None else f"__single__{ex.id}"
 
 
 def limit_pool(examples: list[Example], limit: int) -> list[Example]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from icm_plugin.consistency import ConsistencyRule
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, group_key
 from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.tasks import Task
 
@@ -118,8 +118,6 @@ def loo_contexts(items: Sequence) -> dict:
 
 def group_members(examples: Sequence[Example]) -> dict[str, list[int]]:
     """Pool indices by consistency group, in pool order (an example without a group is a group of its own)."""
-    from icm_plugin.loaders import group_key
-
     members: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         members[group_key(e)].append(i)

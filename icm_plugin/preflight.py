@@ -15,7 +15,7 @@ from typing import Any
 
 from icm_plugin.checkpoint import check_resume, read_checkpoint
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, canonical_order
 from icm_plugin.icm_config import ICMConfig
 from icm_plugin.search import CHECKPOINT_VERSION
 from icm_plugin.tasks import Task
@@ -43,8 +43,8 @@ def check_checkpoint(path: Path, examples: Sequence[Example], cfg: ICMConfig, cl
                      info: dict[str, Any]) -> None:
     """A checkpoint that ``--resume`` would continue must be this command's (ICMError naming what differs)."""
     if path.exists():
-        check_resume(read_checkpoint(path, CHECKPOINT_VERSION), path, [e.id for e in examples], asdict(cfg),
-                     clamped, info)
+        ids = [examples[p].id for p in canonical_order(examples, cfg.seed)]  # the order the search keeps
+        check_resume(read_checkpoint(path, CHECKPOINT_VERSION), path, ids, asdict(cfg), clamped, info)
 
 
 def rule_coverage(examples: Sequence[Example], rule: str, source: str) -> dict[str, Any]:

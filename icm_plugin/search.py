@@ -41,7 +41,7 @@ from icm_plugin.checkpoint import (
 )
 from icm_plugin.consistency import ConsistencyRule, Violation, make_rule
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
+from icm_plugin.examples import Example, canonical_order
 from icm_plugin.icm_config import PROPOSALS, ICMConfig
 from icm_plugin.objective import Evaluation, evaluate, group_members
 from icm_plugin.proposals import best_assignment
@@ -51,7 +51,7 @@ from icm_plugin.tasks import Task
 
 __all__ = ["CHECKPOINT_VERSION", "ICM", "PROPOSALS", "ICMConfig"]
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3  # 3: the pool is searched in its canonical order (icm_plugin.examples.canonical_order)
 
 
 Labels = list[int | None]
@@ -93,7 +93,10 @@ class ICM:
         Raises ICMError for unknown clamped ids or a checkpoint from another pool/config/run.
         """
         cfg = self.config
-        pool = [e.without_gold() for e in examples]  # gold never reaches the search
+        # the search works on the pool in an order drawn from the seed and the ids, never the file's: the same
+        # records in any order give the same labels (TruthfulQA and GSM8K files list the true candidate first)
+        self._order = canonical_order(examples, cfg.seed)
+        pool = [examples[p].without_gold() for p in self._order]  # gold never reaches the search
         n = len(pool)
         if n == 0:
             raise ICMError("the pool is empty")
@@ -125,14 +128,14 @@ class ICM:
         if bar is not None:
             bar.close()
         labels, cur = self._finish(state)
-        self.labels_ = [int(y) for y in labels]
-        self.confidence_ = [float(np.exp(cur.logprobs[i][labels[i]])) for i in range(n)]
+        self.labels_ = self._to_input([int(y) for y in labels])
+        self.confidence_ = self._to_input([float(np.exp(cur.logprobs[i][labels[i]])) for i in range(n)])
         self.U_ = cur.U
         self.mutual_predictability_ = cur.mutual_predictability
         self.inconsistencies_ = cur.inconsistencies
         self.final_violations_ = [self._violation_record(v, labels, labels, "unresolved", state["iteration"])
                                   for v in self._rule.violations(labels)]
-        self.history_ = state["history"]
+        self.history_ = [self._history_to_input(h) for h in state["history"]]
         self.conflicts_ = state["conflicts"] + self.final_violations_
         self.n_iter_ = state["iteration"]
         self.accepted_ = state["accepted"]
@@ -145,12 +148,34 @@ class ICM:
         return self
 
     def evaluate(self, labels: Sequence[int | None]) -> Evaluation:
-        """U and its parts for ``labels`` of the fitted pool, under this search's objective and layout."""
-        return self._evaluate(list(labels))
+        """U and its parts for ``labels`` of the fitted pool (in the order ``fit`` was given it), under this
+        search's objective and layout; ``logprobs`` are keyed by that order too."""
+        ev = self._evaluate([labels[p] for p in self._order])
+        return Evaluation(ev.U, ev.mutual_predictability, ev.inconsistencies,
+                          {self._order[i]: lp for i, lp in ev.logprobs.items()})
+
+    # ---- the caller's order -------------------------------------------------------------------------
+    def _to_input(self, values: list) -> list:
+        """Values per example of the search's order, put back in the order ``fit`` was given the pool."""
+        out: list = [None] * len(values)
+        for k, p in enumerate(self._order):
+            out[p] = values[k]
+        return out
+
+    def _history_to_input(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A history record with its example indices in the caller's order."""
+        out = dict(record)
+        if out.get("example") is not None:
+            out["example"] = self._order[out["example"]]
+        if "changes" in out:
+            out["changes"] = {str(self._order[int(i)]): y for i, y in out["changes"].items()}
+        return out
 
     # ---- set-up -------------------------------------------------------------------------------------
     def _prepare(self, pool: list[Example], clamped: dict[str, int] | None) -> None:
         cfg = self.config
+        if len(getattr(self, "_order", ())) != len(pool):  # called without fit (tests): the pool's own order
+            self._order = list(range(len(pool)))
         self._pool = pool
         self._objective = cfg.objective
         self._k, true = len(self.task.label_words), getattr(self.task, "true_index", 1)
@@ -178,6 +203,8 @@ class ICM:
         labels: Labels = [None] * n
         for i, y in self._clamped.items():
             labels[i] = y
+        if cfg.start == "bootstrap":
+            return self._bootstrap_start(labels, rng)
         free = [i for i in range(n) if i not in self._clamped]
         k = min(cfg.num_seed, len(free))
         seeds = [int(i) for i in rng.choice(free, size=k, replace=False)] if k else []
@@ -197,6 +224,48 @@ class ICM:
                  "token_forwards": 0, "seconds": 0.0, "best": None}
         self._note_best(state)
         return state
+
+    def _bootstrap_start(self, labels: Labels, rng: np.random.Generator) -> dict[str, Any]:
+        """The model's own labels: every group's proposal from an evaluation with no labels (zero-shot + rule),
+        then rounds that relabel every group at once from the current labels (bootstrap), until none changes."""
+        cur = self._evaluate(labels)
+        history: list[dict[str, Any]] = []
+        for r in range(self.config.bootstrap_rounds + 1):  # round 0: zero-shot + rule
+            new = list(labels)
+            for members in self._members.values():
+                for j, y in self._best_assignment(members, labels, cur).items():
+                    new[j] = y
+            changes = {str(i): y for i, y in enumerate(new) if y != labels[i]}
+            if not changes:
+                break
+            labels, cur = new, self._evaluate(new)
+            history.append({"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
+                            "start": "zero-shot + rule" if r == 0 else f"bootstrap round {r}",
+                            "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
+                            "labelled": _count(labels), "changes": changes})
+        if not history:  # every example clamped
+            history.append({"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
+                            "start": "clamped", "U": cur.U, "P": cur.mutual_predictability,
+                            "I": cur.inconsistencies, "labelled": _count(labels), "changes": {}})
+        state = {"rng": rng, "labels": labels, "cur": cur, "iteration": 0, "history": history,
+                 "conflicts": [], "accepted": 0, "flips": 0, "converged": False, "evaluations": 0,
+                 "token_forwards": 0, "seconds": 0.0, "best": None}
+        self._note_best_of_start(state, history)
+        if state["best"] is not None and state["best"]["U"] > cur.U:  # a round lowered U: go on from the best one
+            state["labels"] = list(state["best"]["labels"])
+            state["cur"] = self._evaluate(state["labels"])
+        return state
+
+    def _note_best_of_start(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        """The best fully labelled labelling of the start's rounds (a round can lower U)."""
+        labels: Labels = [None] * len(state["labels"])
+        for i, y in self._clamped.items():
+            labels[i] = y
+        for h in history:
+            for i, y in h["changes"].items():
+                labels[int(i)] = y
+            if _count(labels) == len(labels) and (state["best"] is None or h["U"] > state["best"]["U"]):
+                state["best"] = {"U": h["U"], "labels": list(labels), "iteration": 0}
 
     # ---- steps --------------------------------------------------------------------------------------
     def _step(self, it: int, rng: np.random.Generator, state: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.loaders import group_key
+from icm_plugin.examples import Example, group_key
 from icm_plugin.tasks import Task
 
 GOLD = "gold"

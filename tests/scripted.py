@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,4 +37,19 @@ class ScriptedScorer(Scorer):
             z = self.strength * (1 if t else -1) + self.herd * (frac - 0.5) + self.bias
             out[r] = [-np.logaddexp(0, z), -np.logaddexp(0, -z)]
             self.token_forwards += 1 + len(req.demos)
+        return out
+
+
+class OrderSensitiveScorer(ScriptedScorer):
+    """The scripted truth signal plus a term drawn from the exact sequence of demonstrations before the query
+    and a pull towards "the first demonstration of the prompt is True": like a real model, any change in the
+    order of the prompt changes the scores."""
+
+    def label_logprobs(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
+        out = super().label_logprobs(requests)
+        for r, req in enumerate(requests):
+            h = hashlib.sha256("\x1e".join((*req.demos, req.query)).encode()).digest()
+            z = float(out[r, 1] - out[r, 0]) + (h[0] / 255 - 0.5) * 2.0
+            z += 0.8 if req.demos and req.demos[0].endswith(" True") else 0.0
+            out[r] = [-np.logaddexp(0, z), -np.logaddexp(0, -z)]
         return out

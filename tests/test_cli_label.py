@@ -81,7 +81,7 @@ def test_bad_clamp_file_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
 def test_kill_9_then_resume_gives_the_same_labels(tiny_model_dir, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    args = ["--iterations", "60"]
+    args = ["--iterations", "60", "--start", "seed"]  # the seed start labels the pool step by step: many steps
     subprocess.run(ICM + label_args(tiny_model_dir, straight, *args), check=True, env=env, capture_output=True)
     proc = subprocess.Popen(ICM + label_args(tiny_model_dir, killed, *args), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

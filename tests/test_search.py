@@ -70,7 +70,7 @@ def test_gold_never_changes_the_result():
 
 def test_same_seed_same_labels_other_seed_other_path():
     exs = pool()
-    a, b, c = fit(exs, seed=5), fit(exs, seed=5), fit(exs, seed=6)
+    a, b, c = fit(exs, seed=5, start="seed"), fit(exs, seed=5, start="seed"), fit(exs, seed=6, start="seed")
     assert a.labels_ == b.labels_ and a.history_ == b.history_
     assert a.history_ != c.history_
 
@@ -127,7 +127,7 @@ def test_consistency_fix_repairs_when_it_pays():
     exs = pool(4)
     scorer = ScriptedScorer(truth(exs), strength=2.0)
     icm = ICM(scorer, TASK, ICMConfig(seed=0))
-    icm.fit(exs, progress=False)
+    icm._prepare([e.without_gold() for e in exs], None)  # the pool in its own order: indices below are file order
     labels = [1] * len(exs)  # every pair True/True
     before = icm._evaluate(labels)
     fixed, after, records = icm._consistency_fix(labels, before, touched=None, iteration=0)
@@ -153,9 +153,9 @@ def test_clamped_unknown_id_is_a_clear_error():
 
 def test_resume_from_checkpoint_gives_identical_result(tmp_path):
     exs = pool()
-    full = fit(exs, seed=4)
+    full = fit(exs, seed=4, start="seed")
     ck = tmp_path / "checkpoint.json"
-    cfg = ICMConfig(seed=4)
+    cfg = ICMConfig(seed=4, start="seed")
     steps = []
 
     def stop_after_10(step):
@@ -210,9 +210,10 @@ def test_without_consistency_a_herding_model_collapses():
     # the objective's trap: with no rule, a strong herd effect wins over weak knowledge and every claim gets one
     # label; exactly-one keeps one True per question, so the labelling cannot collapse
     exs = pool(12)
-    no_rule = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0), rule="none")
+    no_rule = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0, start="seed"), rule="none")
     no_rule.fit(exs, progress=False)
-    with_rule = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0)).fit(exs, progress=False)
+    with_rule = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0, start="seed")).fit(
+        exs, progress=False)
     assert len(set(no_rule.labels_)) == 1
     assert with_rule._rule.inconsistency(no_rule.labels_) == 12  # every question broken by the collapse
     assert with_rule.inconsistencies_ == 0 and sum(with_rule.labels_) == 12  # one True per question
@@ -233,15 +234,15 @@ def test_stops_at_a_fixed_point_of_its_proposals():
     exs = pool(10)
     icm = fit(exs, ScriptedScorer(truth(exs), strength=1.0, herd=1.0), seed=3)
     assert icm.converged_ and icm.n_iter_ < ICMConfig.iterations_per_example * len(exs)
-    final = icm.evaluate(icm.labels_)
-    assert icm._proposals(icm.labels_, final) == {}  # no example's proposal differs from its label
+    labels = [icm.labels_[p] for p in icm._order]  # the search's own order of the pool
+    assert icm._proposals(labels, icm._evaluate(labels)) == {}  # no example's proposal differs from its label
 
 
 def test_every_step_proposes_a_change_and_cools_on_accepted_flips():
     from icm_plugin.annealing import temperature
 
     exs = pool(10)
-    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.4, herd=3.0), seed=1)
+    icm = fit(exs, ScriptedScorer(truth(exs), strength=0.4, herd=3.0), seed=1, start="seed")
     accepted = flips = 0
     previous = dict(icm.history_[0]["changes"])
     for h in icm.history_[1:]:
@@ -320,8 +321,36 @@ def test_an_odd_seed_count_draws_which_label_gets_the_extra_seed(num_seed):
     exs = pool(6)
     trues = []
     for seed in range(16):
-        icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=seed, num_seed=num_seed, iterations=1))
+        icm = ICM(ScriptedScorer(truth(exs)), TASK, ICMConfig(seed=seed, num_seed=num_seed, iterations=1, start="seed"))
         seeds = icm.fit(exs, progress=False).history_[0]["changes"]
         assert len(seeds) == num_seed
         trues.append(sum(seeds.values()))
     assert set(trues) == {num_seed // 2, num_seed // 2 + 1}  # both labels get the extra seed on some seeds
+
+
+def test_the_default_starts_from_the_models_own_labels_and_only_climbs():
+    # start "bootstrap": zero-shot + rule (every group's best consistent labels with no demonstrations), then
+    # rounds that relabel every group at once; the result is never below the best start round
+    from scripted import OrderSensitiveScorer
+
+    from icm_plugin.baselines import zero_shot_scores
+    from icm_plugin.consistency import rule_decode
+
+    exs = pool(10)
+    scorer = OrderSensitiveScorer(truth(exs), strength=0.3, herd=1.0)
+    icm = ICM(scorer, TASK, ICMConfig(seed=2)).fit(exs, progress=False)
+    start = [h for h in icm.history_ if h["iteration"] == 0]
+    assert start[0]["start"] == "zero-shot + rule" and len(start[0]["changes"]) == len(exs)
+    zs = rule_decode(zero_shot_scores(scorer, TASK, exs), exs, "exactly_one")
+    assert {int(i): y for i, y in start[0]["changes"].items()} == dict(enumerate(zs))
+    assert [h["start"] for h in start[1:]] == [f"bootstrap round {r}" for r in range(1, len(start))]
+    assert icm.U_ >= max(h["U"] for h in start) and icm.inconsistencies_ == 0
+
+
+def test_the_bootstrap_start_keeps_clamped_labels():
+    exs = pool(6)
+    against = {exs[0].id: 1 - exs[0].label, exs[1].id: exs[0].label}  # one question, against the model
+    icm = ICM(ScriptedScorer(truth(exs), strength=2.0), TASK, ICMConfig(seed=0)).fit(exs, clamped=against,
+                                                                                   progress=False)
+    assert [icm.labels_[0], icm.labels_[1]] == [against[exs[0].id], against[exs[1].id]]
+    assert icm.labels_[2:] == [e.label for e in exs[2:]]

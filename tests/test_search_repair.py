@@ -35,7 +35,7 @@ def test_force_repair_forces_only_the_violations_the_step_introduced():
     # nothing. Repairing (a0, a1) costs U here (a herding model), so it must be judged, not forced.
     exs = group_of_three_and_pairs()
     icm = ICM(ScriptedScorer(truth(exs), strength=2.0, herd=3.0), TASK, ICMConfig.paper(seed=0, iterations=1))
-    icm.fit(exs, progress=False)
+    icm._prepare([e.without_gold() for e in exs], None)  # the pool in its own order: indices below are file order
     labels = [1, 1, None] + [1, 1] * 5
     cur = icm._evaluate(labels)
     assert int(np.argmax(cur.logprobs[2])) == 0  # a2's proposal: False
@@ -50,7 +50,7 @@ def test_force_repair_forces_only_the_violations_the_step_introduced():
 def test_force_repair_still_repairs_what_the_step_broke_whatever_u_says():
     exs = group_of_three_and_pairs()
     icm = ICM(ScriptedScorer(truth(exs), strength=2.0, herd=3.0), TASK, ICMConfig.paper(seed=0, iterations=1))
-    icm.fit(exs, progress=False)
+    icm._prepare([e.without_gold() for e in exs], None)  # the pool in its own order: indices below are file order
     labels = [1, 0, 0] + [1, 0] * 5
     new = [1, 1, 0] + labels[3:]  # the step's proposal breaks exactly-one in group A
     fixed, after, records = icm._example_step(1, labels, new, 1)[:3]

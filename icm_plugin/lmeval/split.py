@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from icm_plugin.examples import Example
-from icm_plugin.loaders import group_key
+from icm_plugin.examples import Example, group_key
 
 TEST_FRACTION = 0.5
 # Changing the salt re-draws every split (and invalidates every labels file made on a pool): bump only on purpose.
