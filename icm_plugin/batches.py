@@ -31,12 +31,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from icm_plugin.baselines import reference_labellings
 from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example, group_key
 from icm_plugin.executors import RayCluster, check_executor, is_served, task_device
 from icm_plugin.icm_config import ICMConfig
 from icm_plugin.job import LabelJob, job_task, load_pool
 from icm_plugin.preflight import check_checkpoint, check_clamp, check_pool_memory, rule_coverage
+from icm_plugin.reliability import assess, merge_reliability, report_reliability
 from icm_plugin.run_folder import RunFolder
 from icm_plugin.rundir import RunDir
 from icm_plugin.scoring.base import Scorer
@@ -281,7 +283,9 @@ class BatchRunner:
         icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json",
                 resume=self.resume if resume is None else resume, progress=progress, run_info=self.run_info)
         write_examples(folder, batch)
-        write_labels(folder, batch, icm.labels_, icm.confidence_, self.task.choices)
+        zero_shot_rule = reference_labellings(scorer, self.task, batch, icm.rule_name_)["zero_shot_rule"]
+        reliability = assess(icm, batch, icm.labels_, zero_shot_rule)
+        write_labels(folder, batch, icm.labels_, icm.confidence_, self.task.choices, against=reliability["records"])
         write_jsonl(folder / "conflicts.jsonl", icm.conflicts_)
         write_jsonl(folder / "history.jsonl", icm.history_)
         plot_progress(folder, batch, icm.history_)
@@ -291,7 +295,7 @@ class BatchRunner:
                 "seconds": round(icm.seconds_, 2), "token_forwards": icm.token_forwards_,
                 "wall_seconds_this_run": round(time.perf_counter() - t0, 2), "scorer": scorer.name,
                 "labels_below_top_k": getattr(scorer, "labels_below_top_k", None),
-                "ids": [e.id for e in batch]}
+                "reliability": report_reliability(reliability), "ids": [e.id for e in batch]}
         report = build_report(folder, batch, base, self.task.choices)
         write_json(folder / "report.json", report)  # written last: its presence marks the batch finished
         if not progress:
@@ -318,7 +322,7 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
 # per-batch figures copied into the merged report
 _BATCH_FIELDS = ("batch", "n", "seed", "iterations", "accepted", "U", "mutual_predictability", "inconsistencies",
                  "seconds", "token_forwards", "accuracy", "balanced_accuracy", "collapsed_to_one_class",
-                 "label_balance")
+                 "label_balance", "reliability")
 
 
 def merge_batches(out: Path, examples: Sequence[Example], batches: Sequence[Sequence[Example]],
@@ -354,6 +358,9 @@ def merge_batches(out: Path, examples: Sequence[Example], batches: Sequence[Sequ
         "seconds": round(sum(s["seconds"] for s in summaries), 2),
         "token_forwards": sum(s["token_forwards"] for s in summaries),
     })
+    rated = [(s["n"], s["reliability"]) for s in summaries if "reliability" in s]
+    if rated and len(rated) == len(summaries):  # batches finished by an older version have no verdict
+        report["reliability"] = merge_reliability(rated)
     report = build_report(out, examples, report)
     report["per_batch"] = [{k: s.get(k) for k in _BATCH_FIELDS} for s in summaries]
     write_json(out / "report.json", report)

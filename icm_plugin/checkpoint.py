@@ -79,7 +79,8 @@ def check_resume(blob: dict[str, Any], path: str | Path, ids: list[str], config:
     """
     where = f"{path}: cannot resume"
     fix = "resume with the same settings, or choose another --out (the run folder is left as it is)"
-    if blob["ids"] != list(ids):
+    # the order is drawn from the seed (``canonical_order``): another order is another seed, named below
+    if sorted(blob["ids"]) != sorted(ids):
         old, new = blob["ids"], list(ids)
         extra = next((i for i in new if i not in set(old)), None)
         detail = (f"example id {extra!r} is not in it" if extra is not None else
@@ -103,6 +104,9 @@ def check_resume(blob: dict[str, Any], path: str | Path, ids: list[str], config:
     if {str(k): v for k, v in blob["clamped"].items()} != {str(k): int(v) for k, v in clamped.items()}:
         raise ICMError(f"{where}: it was made with other clamped labels ({len(blob['clamped'])} then, "
                        f"{len(clamped)} now); resume with the same --clamp file")
+    if blob["ids"] != list(ids):  # same ids and seed, another order: only duplicate ids can do that
+        raise ICMError(f"{where}: it was made for a different pool (the same ids in another order: are some ids "
+                       "repeated?); choose another --out (the run folder is left as it is)")
 
 
 def check_search(blob: dict[str, Any], path: str | Path, search: dict[str, Any]) -> None:

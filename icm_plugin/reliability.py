@@ -89,3 +89,34 @@ def assess(icm: Any, examples: Sequence[Example], labels: Sequence[int], zero_sh
     return {"flag": bool(reasons), "reasons": reasons,
             "signals": {key: (None if v is None else round(float(v), 4)) for key, v in signals.items()},
             "thresholds": limits, "records": records}
+
+
+def report_reliability(verdict: dict[str, Any]) -> dict[str, Any]:
+    """report.json's ``reliability``: the verdict without its per-record list (labels.jsonl marks each record
+    ``against_model``), with the count of those records."""
+    return {k: v for k, v in verdict.items() if k != "records"} | {"records_against_model": len(verdict["records"])}
+
+
+def merge_reliability(parts: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """One verdict for a run labelled in batches: flagged when any batch is; signals are the n-weighted means
+    (the worst batch's verdict is in ``per_batch``). ``parts``: (batch size, report_reliability of the batch)."""
+    n = sum(size for size, _ in parts)
+    signals: dict[str, float | None] = {}
+    for key in THRESHOLDS:
+        vals = [(size, rel["signals"].get(key)) for size, rel in parts]
+        signals[key] = (None if any(v is None for _, v in vals) or not n else
+                        round(sum(size * v for size, v in vals) / n, 4))
+    reasons = [f"batch {b + 1}: {r}" for b, (_, rel) in enumerate(parts) for r in rel["reasons"]]
+    return {"flag": any(rel["flag"] for _, rel in parts), "reasons": reasons, "signals": signals,
+            "thresholds": dict(parts[0][1]["thresholds"]) if parts else dict(THRESHOLDS),
+            "records_against_model": sum(rel["records_against_model"] for _, rel in parts)}
+
+
+def reliability_line(rel: dict[str, Any]) -> str:
+    """The summary line `icm label` prints."""
+    sig = rel["signals"]
+    figures = ", ".join(f"{k} {v:.2f}" for k, v in sig.items() if v is not None)
+    if rel["flag"]:
+        return ("WARNING: these labels are likely wrong in places; review them before use: " + "; ".join(rel["reasons"])
+                + f" ({figures}; see report.json 'reliability', and labels.jsonl 'against_model')")
+    return f"reliability: not flagged ({figures})"

@@ -17,6 +17,7 @@ from icm_plugin.preflight import (
     check_pool_memory,
     rule_coverage,
 )
+from icm_plugin.reliability import assess, reliability_line, report_reliability
 from icm_plugin.run_folder import RunFolder
 from icm_plugin.rundir import RunDir
 from icm_plugin.search import ICM
@@ -84,10 +85,11 @@ def label(job: LabelJob) -> RunFolder:
               f"{f' ({dtype})' if dtype else ''} -> {out}")
         icm.fit(examples, clamped=clamped, checkpoint=run_dir.checkpoint, resume=job.resume, run_info=info)
 
-        write_labels(out, examples, icm.labels_, icm.confidence_, task.choices)
-        write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
         forwards = scorer.token_forwards
         references = reference_labellings(scorer, task, examples, icm.rule_name_)  # asking the model once
+        reliability = assess(icm, examples, icm.labels_, references["zero_shot_rule"])  # no gold needed
+        write_labels(out, examples, icm.labels_, icm.confidence_, task.choices, against=reliability["records"])
+        write_jsonl(out / "conflicts.jsonl", icm.conflicts_)
         base = {
             "task": task.name, "labels": list(task.choices), "model": model_name, "dtype": dtype, "n": len(examples),
             "iterations": icm.n_iter_,
@@ -100,6 +102,7 @@ def label(job: LabelJob) -> RunFolder:
         base["clamp"] = clamp_effect(compare, clamped, examples, icm.labels_)
         base["reference"] = reference_report(examples, icm.labels_, references)
         base["reference_token_forwards"] = scorer.token_forwards - forwards
+        base["reliability"] = report_reliability(reliability)
         if hasattr(scorer, "labels_below_top_k"):  # a served next-token scorer: labels floored outside its top-K
             base["labels_below_top_k"] = scorer.labels_below_top_k
         report = build_report(out, examples, base, task.choices)
@@ -132,6 +135,9 @@ def _print_summary(out: Path, report: dict[str, Any]) -> None:
         if acc is not None:
             print(f"icm: accuracy: ICM {acc:.3f}; "
                   + ", ".join(f"{REFERENCE_NAMES[k]} {v['accuracy']:.3f}" for k, v in refs.items()))
+    rel = report.get("reliability")
+    if rel is not None:
+        print("icm: " + reliability_line(rel))
     if report.get("rule_note"):
         print(f"icm: note: {report['rule_note']}")
     if report.get("collapsed_to_one_class"):

@@ -85,15 +85,21 @@ def write_examples(out: Path, examples: Sequence[Example]) -> None:
 
 
 def write_labels(out: Path, examples: Sequence[Example], labels: Sequence[int], confidence: Sequence[float],
-                 choices: Sequence[str] | None = None) -> None:
+                 choices: Sequence[str] | None = None, against: dict[str, dict[str, Any]] | None = None) -> None:
     """labels.jsonl: ``id``, ``label`` (the label's index), ``value`` (the label itself, with ``choices``),
-    ``confidence`` and ``gold`` where known."""
+    ``confidence``, ``against_model`` (with ``against``, ``icm_plugin.reliability``'s records: true when the model
+    itself finds another label more likely given the final demonstrations; then ``model_prefers``, that label's
+    index) and ``gold`` where known."""
     rows = []
     for ex, y, c in zip(examples, labels, confidence, strict=True):
         row: dict[str, Any] = {"id": ex.id, "label": int(y)}
         if choices is not None:
             row["value"] = choices[int(y)]
         row["confidence"] = round(float(c), 6)
+        if against is not None:
+            row["against_model"] = ex.id in against
+            if ex.id in against:
+                row["model_prefers"] = int(against[ex.id]["best"])
         if ex.label is not None:
             row["gold"] = ex.label
         rows.append(row)

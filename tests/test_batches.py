@@ -78,7 +78,7 @@ def pairs_pool(n_groups: int) -> list[Example]:
 
 
 def run_batches(scorer, pool, root: Path, resume: bool) -> list[dict]:
-    runner = BatchRunner(scorer, TASK, ICMConfig(seed=3, iterations=12, num_seed=2), resume=resume)
+    runner = BatchRunner(scorer, TASK, ICMConfig(seed=3, iterations=12, num_seed=2, start="seed"), resume=resume)
     summaries = runner.run(split_by_group(pool, 8), {}, root / "batches")
     merge_batches(root, pool, split_by_group(pool, 8), summaries, base={"alpha": 50.0})
     return summaries

@@ -36,7 +36,11 @@ def finished_run(tiny_model_dir, tmp_path_factory):
 def test_run_folder_has_labels_conflicts_report_and_plot(finished_run):
     labels = read_jsonl(finished_run / "labels.jsonl")
     assert len(labels) == 16
-    assert all(set(r) == {"id", "label", "value", "confidence", "gold"} for r in labels)
+    assert all(set(r) - {"model_prefers"} == {"id", "label", "value", "confidence", "against_model", "gold"}
+               for r in labels)
+    # a label the model itself finds less likely than another is marked, with the label it prefers
+    assert all(("model_prefers" in r) == r["against_model"] for r in labels)
+    assert all(r["model_prefers"] != r["label"] for r in labels if r["against_model"])
     assert all(r["label"] in (0, 1) and 0 <= r["confidence"] <= 1 for r in labels)
     assert all(r["value"] == ["False", "True"][r["label"]] for r in labels)  # the label itself, beside its index
     report = json.loads((finished_run / "report.json").read_text())
@@ -48,6 +52,11 @@ def test_run_folder_has_labels_conflicts_report_and_plot(finished_run):
     assert set(report["reference"]) == {"zero_shot", "zero_shot_rule"} and report["reference_token_forwards"] > 0
     for row in report["reference"].values():  # the tiny pool has gold on every example
         assert 0 <= row["agreement"] <= 1 and 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy"] <= 1
+    rel = report["reliability"]  # the gold-free verdict
+    assert set(rel) == {"flag", "reasons", "signals", "thresholds", "records_against_model"}
+    assert rel["flag"] == bool(rel["reasons"])
+    assert rel["records_against_model"] == sum(r["against_model"] for r in labels)
+    assert rel["signals"]["against_model"] == pytest.approx(rel["records_against_model"] / 16, abs=1e-4)
     gold = [r["gold"] for r in labels]
     pred = [r["label"] for r in labels]
     assert report["accuracy"] == pytest.approx(sum(a == b for a, b in zip(pred, gold, strict=True)) / 16)

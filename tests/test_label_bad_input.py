@@ -22,7 +22,7 @@ ICM = [sys.executable, "-m", "icm_plugin.cli"]
 
 def label_args(model: Path, out: Path, *extra: str) -> list[str]:
     return ["label", "--task", "facts", "--model", str(model), "--limit", "16", "--seed", "3", "--dtype", "float32",
-            "--iterations", "30", "--out", str(out), *extra]
+            "--iterations", "30", "--start", "seed", "--out", str(out), *extra]  # seed start: many steps to kill
 
 
 def error_of(capsys, argv: list[str]) -> str:

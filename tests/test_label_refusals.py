@@ -126,7 +126,7 @@ def test_the_same_resume_is_accepted(finished, tiny_model_dir):
 @pytest.mark.parametrize(("content", "message"), [
     (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "binary, not UTF-8 JSON"),
     (b"[1, 2, 3]", "a JSON list, expected an object"),
-    (b'{"version": 2, "config": {}}', "lacks the key 'ids'"),
+    (b'{"version": 3, "config": {}}', "lacks the key 'ids'"),
     (b"", "not valid JSON"),
 ])
 def test_a_damaged_checkpoint_is_one_clear_error(tiny_model_dir, tmp_path, capsys, no_model_load, content, message):
@@ -156,7 +156,7 @@ def test_a_second_writer_of_one_run_folder_is_locked_out(tiny_model_dir, tmp_pat
     reaches a fixed point within a second, and under load it could finish before the second command starts."""
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    first = subprocess.Popen(ICM + label_args(tiny_model_dir, out, "--limit", "64", "--iterations", "5000"),
+    first = subprocess.Popen(ICM + label_args(tiny_model_dir, out, "--limit", "64", "--iterations", "5000", "--start", "seed"),
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -166,7 +166,7 @@ def test_a_second_writer_of_one_run_folder_is_locked_out(tiny_model_dir, tmp_pat
         assert (out / "checkpoint.json").exists(), "the first run never checkpointed"
         assert first.poll() is None, "the first run ended before it could be paused"
         second = subprocess.run(ICM + label_args(tiny_model_dir, out, "--limit", "64", "--iterations", "5000",
-                                                 "--resume"),
+                                                 "--start", "seed", "--resume"),
                                 env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr
         assert "another `icm label` is writing this run folder" in second.stderr
