@@ -19,7 +19,14 @@ from icm_plugin.writers import read_jsonl
 @dataclass(frozen=True)
 class RunFolder:
     """A finished ICM run: the pool, its labels (label indices of ``task.choices``) and confidences, and the
-    groups flagged by the rule."""
+    groups flagged by the rule.
+
+    ``against_model``: the ids whose labels.jsonl row says ``"against_model": true`` (the model itself finds
+    another label more likely than ICM's, given the final demonstrations: the rule chose ICM's label), each
+    with that label's index (``model_prefers``; None when the row does not say). ``model_checked``: the ids
+    whose row carries ``against_model`` at all; runs written before ``icm_plugin.reliability`` have none, and
+    for them "not against the model" is unknown, not false.
+    """
 
     path: Path
     task: Task
@@ -30,6 +37,14 @@ class RunFolder:
     confidence: dict[str, float]
     conflicts: list[dict[str, Any]]
     report: dict[str, Any] = field(default_factory=dict)
+    against_model: dict[str, int | None] = field(default_factory=dict)
+    model_checked: frozenset[str] = frozenset()
+
+    @property
+    def reliability(self) -> dict[str, Any] | None:
+        """report.json's ``reliability`` verdict (``icm_plugin.reliability``); None for runs from before it."""
+        rel = self.report.get("reliability")
+        return rel if isinstance(rel, dict) else None
 
     @property
     def flagged_ids(self) -> set[str]:
@@ -62,19 +77,34 @@ class RunFolder:
         examples = [Example.from_dict(d) for d in read_jsonl(root / "examples.jsonl")]
         labels: dict[str, int] = {}
         confidence: dict[str, float] = {}
+        against: dict[str, int | None] = {}
+        checked: set[str] = set()
         for n, row in enumerate(read_jsonl(root / "labels.jsonl"), start=1):
             if "id" not in row or row.get("label") not in range(task.k):
                 raise ICMError(f"{root / 'labels.jsonl'}: line {n}: needs \"id\" and \"label\" 0 to {task.k - 1} "
                                f"(the index of one of {list(task.choices)})")
-            labels[str(row["id"])] = int(row["label"])
-            confidence[str(row["id"])] = float(row.get("confidence", 0.5))
+            ex_id = str(row["id"])
+            labels[ex_id] = int(row["label"])
+            confidence[ex_id] = float(row.get("confidence", 0.5))
+            if "against_model" in row:  # absent in runs from before icm_plugin.reliability
+                if not isinstance(row["against_model"], bool):
+                    raise ICMError(f"{root / 'labels.jsonl'}: line {n}: \"against_model\" must be true or false, "
+                                   f"not {row['against_model']!r}")
+                checked.add(ex_id)
+                prefers = row.get("model_prefers")
+                if prefers is not None and (isinstance(prefers, bool) or prefers not in range(task.k)):
+                    raise ICMError(f"{root / 'labels.jsonl'}: line {n}: \"model_prefers\" must be a label index 0 to "
+                                   f"{task.k - 1} (one of {list(task.choices)}), not {prefers!r}")
+                if row["against_model"]:
+                    against[ex_id] = None if prefers is None else int(prefers)
         missing = [e.id for e in examples if e.id not in labels]
         if missing:
             raise ICMError(f"{root / 'labels.jsonl'}: no label for {len(missing)} example(s), e.g. {missing[0]!r}; "
                            "is the run finished?")
         conflicts_path = root / "conflicts.jsonl"
         conflicts = read_jsonl(conflicts_path) if conflicts_path.exists() else []
-        return cls(root, task, model, rule, examples, labels, confidence, conflicts, report)
+        return cls(root, task, model, rule, examples, labels, confidence, conflicts, report, against,
+                   frozenset(checked))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -9,6 +9,12 @@ of one question sit next to each other in the UI.
 After a re-push, ``NAME-conflicts`` describes the current run: a group the run no longer flags is deleted, or,
 when reviewers already answered it, kept with its answers, marked "not flagged in the latest run" and shown
 with ICM's current labels.
+
+Each review record says whether the model itself prefers another label than ICM's (metadata `against_model`
+yes/no, and `model_prefers`: that label), and the guidelines show the run's reliability verdict (a flagged run's
+open with a warning). A dataset pushed by an older version gets the metadata properties it lacks (Argilla 2.8
+adds metadata properties to a published dataset), and every push writes the guidelines of the run it sends.
+Records of a run from before the reliability check carry neither value.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from icm_plugin.argilla.schema import (
     RULE_TEXT,
     conflict_settings,
     label_values,
+    missing_metadata,
     plain_text,
     prompt_fields,
     review_settings,
@@ -99,6 +106,10 @@ def review_records(run: RunFolder) -> list[rg.Record]:
         }
         if with_key and ex.consistency_key is not None:
             metadata["consistency_key"] = ex.consistency_key
+        if ex.id in run.model_checked:  # runs from before the reliability check: unknown, so no value
+            metadata["against_model"] = "yes" if ex.id in run.against_model else "no"
+            if run.against_model.get(ex.id) is not None:
+                metadata["model_prefers"] = values[run.against_model[ex.id]]
         record_fields = {}
         for f in fields:
             text = f.text(run.task, ex)
@@ -225,7 +236,22 @@ def ensure_dataset(client: rg.Argilla, name: str, workspace: str, settings: rg.S
     if problems:
         raise ICMError(f"dataset {name!r} in workspace {workspace!r} exists but does not fit this task: "
                        f"{'; '.join(problems)}. Push to another --dataset name, or delete it in Argilla")
+    update_settings(ds, settings)
     return ds
+
+
+def update_settings(ds: rg.Dataset, wanted: rg.Settings) -> None:
+    """Bring an existing dataset that fits ``wanted`` (``schema_problems`` is empty) up to it: add the metadata
+    properties it lacks, e.g. `against_model` on a dataset pushed before the reliability check (Argilla 2.8 adds
+    metadata properties to a published dataset and indexes them for filtering), and write ``wanted``'s
+    guidelines, which describe the run being pushed. Fields, questions and records are left as they are."""
+    missing = missing_metadata(ds.settings, wanted)
+    if not missing and ds.settings.guidelines == wanted.guidelines:
+        return
+    for m in missing:
+        ds.settings.metadata.add(m)
+    ds.settings.guidelines = wanted.guidelines
+    ds.update()
 
 
 def push_run(client: rg.Argilla, run: RunFolder, name: str, workspace: str | None = None,
@@ -235,7 +261,7 @@ def push_run(client: rg.Argilla, run: RunFolder, name: str, workspace: str | Non
     check_names(name)
     records = review_records(run)
     conflicts = conflict_records(run)
-    review = review_settings(client, run.task, run.model, run.rule, name)
+    review = review_settings(client, run.task, run.model, run.rule, name, run.reliability)
     flagged = conflict_settings(client, run.task, run.rule, name)
     with argilla_errors(url, f"pushing {run.path} to dataset {name!r}"):
         ws = workspace_name(client, workspace)

@@ -30,15 +30,32 @@ These records were labelled by **Internal Coherence Maximization** (ICM, Wen et 
 `{model}` labelled the whole pool by itself, choosing labels that make each example predictable from the others
 and that break no logical rule of the task ({rule}). Nobody has checked them yet.
 
-* The pre-selected answer on each record is ICM's **suggestion**; its **score** is ICM's confidence (0 to 1)
-  that the label is right. Low scores are the first place to look.
-* Metadata filters: `confidence`, `consistency_group` (examples that constrain each other), and
-  `in_flagged_pair` (`yes` when the search found the example breaking a rule together with another one; the
-  companion dataset `{conflicts}` shows those pairs side by side).
+* The pre-selected answer on each record is ICM's **suggestion**; its **score** (also the `confidence`
+  metadata) is the probability the model gives that label with the other examples and their labels as
+  demonstrations (see *Reliability* below). Low scores are the first place to look.
+* Metadata filters: `against_model` (`yes`: the model itself prefers another label, shown in `model_prefers`),
+  `confidence`, `consistency_group` (examples that constrain each other), and `in_flagged_pair` (`yes` when the
+  search found the example breaking a rule together with another one; the companion dataset `{conflicts}` shows
+  those pairs side by side).
 * **Submit** the label you believe is right, whether or not it agrees with the suggestion. Only submitted
   answers count: `icm pull` reads them (not drafts, not discarded records) and `icm label --clamp` re-runs ICM
   with them fixed, so a few corrections can improve the rest.
 """
+
+WARNING = ("**WARNING: ICM flagged this run as unreliable: its labels are likely wrong in places. Review them "
+           "before trusting them, starting with the records where `against_model` is `yes`.**")
+
+#: what each reliability signal of ``icm_plugin.reliability`` means, and which side of its threshold flags a run
+SIGNALS = {
+    "agreement_zero_shot_rule": ("below", "the share of examples where ICM's label equals asking the model once "
+                                 "(zero-shot, decoded under the task's rule); low: the search followed something "
+                                 "the model does not say on its own"),
+    "margin": ("below", "how many nats per example the model prefers these labels to the same labels rotated "
+               "within each consistency group; near 0 it cannot tell them apart"),
+    "against_model": ("above", "the share of examples whose label the model itself finds less likely than "
+                      "another given the final demonstrations (the rule chose it): the `against_model = yes` "
+                      "records"),
+}
 
 CONFLICT_GUIDELINES = """\
 Each record is a group of examples that broke the task's rule together at some point of the ICM search
@@ -110,8 +127,54 @@ def question_labels(task: Task) -> dict[str, str]:
     return {v: v for v in (reversed(values) if task.k == 2 else values)}
 
 
-def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, dataset_name: str) -> rg.Settings:
-    """Settings of the dataset `icm push` writes: prompt fields, one LabelQuestion, filterable metadata."""
+def reliability_section(reliability: dict | None, k: int) -> str:
+    """The guidelines' "Reliability" section: the run's gold-free verdict (report.json's ``reliability``, None
+    for runs from before it), what the suggestion score means, and how to review the records the model itself
+    disputes first. Text from the run folder is escaped like record text."""
+    lines = ["## Reliability", ""]
+    if reliability is None:
+        lines += ["This run was written before ICM checked its own reliability: it has no verdict, and its records "
+                  "carry no `against_model` value. Label the pool again with a current `icm label` to get them.", ""]
+    else:
+        if reliability.get("flag"):
+            lines += ["**Verdict: flagged.** A flag means \"review before trusting these labels\", not \"wrong\". "
+                      "Reasons:", ""]
+            lines += [f"* {plain_text(str(r))}" for r in reliability.get("reasons") or []] or ["* (none given)"]
+        else:
+            lines += ["**Verdict: not flagged** by the gold-free checks below (they cannot prove the labels right)."]
+        lines += ["", "Signals (no gold labels needed; a run is flagged past the threshold in brackets):", ""]
+        signals, thresholds = reliability.get("signals") or {}, reliability.get("thresholds") or {}
+        for name, (side, meaning) in SIGNALS.items():
+            value, limit = signals.get(name), thresholds.get(name)
+            shown = f"{value:.2f}" if isinstance(value, (int, float)) else "not measured"
+            bound = f" (flagged {side} {limit:g})" if isinstance(limit, (int, float)) else ""
+            lines.append(f"* `{name}` = {shown}{bound}: {meaning}.")
+        count = reliability.get("records_against_model")
+        if isinstance(count, int):
+            lines += ["", f"{count} record(s) here have `against_model = yes`."]
+        lines.append("")
+    lines += [f"**The suggestion's score** is the probability the model gives ICM's label with the other examples and "
+              f"their labels as demonstrations. Below 1/{k} ({1 / k:.2f}) the model itself prefers another label "
+              "and the task's consistency rule chose this one; `against_model = yes` marks every record where "
+              "the model finds another label more likely, and `model_prefers` names that label.",
+              "",
+              "**Review those first**: in the dataset's filters choose *Metadata* > `against_model` > `yes` (then "
+              "sort by `confidence`, lowest first). From Python: `ds.records(query=rg.Query(filter=rg.Filter("
+              "(\"metadata.against_model\", \"==\", \"yes\"))))`."]
+    return "\n".join(lines) + "\n"
+
+
+def review_guidelines(task: Task, model: str, rule: str, dataset_name: str, reliability: dict | None = None) -> str:
+    """The review dataset's guidelines; a flagged run's open with ``WARNING``."""
+    text = (GUIDELINES.format(model=model, rule=rule, conflicts=dataset_name + CONFLICT_SUFFIX) + "\n"
+            + reliability_section(reliability, task.k))
+    return (WARNING + "\n\n" + text) if reliability and reliability.get("flag") else text
+
+
+def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, dataset_name: str,
+                    reliability: dict | None = None) -> rg.Settings:
+    """Settings of the dataset `icm push` writes: prompt fields, one LabelQuestion, filterable metadata.
+    ``reliability``: report.json's verdict, shown in the guidelines (None: a run from before it)."""
     description = "ICM's suggestion is pre-selected; its score is ICM's confidence."
     if claim_lines(task):
         description = claim_lines(task) + "\n" + description
@@ -119,11 +182,16 @@ def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, datas
         rg.TermsMetadataProperty(client=client, name="consistency_group", title="Consistency group"),
         rg.FloatMetadataProperty(client=client, name="confidence", title="ICM confidence", min=0.0, max=1.0),
         rg.TermsMetadataProperty(client=client, name="in_flagged_pair", title="In a flagged pair", options=["yes", "no"]),
+        # added by the reliability check; a dataset pushed before it gets them on its next push (add_missing_metadata)
+        rg.TermsMetadataProperty(client=client, name="against_model", title="Model prefers another label",
+                                 options=["yes", "no"]),
+        rg.TermsMetadataProperty(client=client, name="model_prefers", title="Label the model prefers",
+                                 options=list(label_values(task))),
     ]
     if task.key is not None:
         metadata.append(rg.TermsMetadataProperty(client=client, name="consistency_key", title="Consistency key"))
     return rg.Settings(
-        guidelines=GUIDELINES.format(model=model, rule=rule, conflicts=dataset_name + CONFLICT_SUFFIX),
+        guidelines=review_guidelines(task, model, rule, dataset_name, reliability),
         fields=[rg.TextField(client=client, name=f.name, title=f.title, use_markdown=False) for f in prompt_fields(task)],
         questions=[rg.LabelQuestion(client=client, name=QUESTION, title=question_title(task), description=description,
                                     labels=question_labels(task))],
@@ -181,10 +249,23 @@ def schema_problems(existing: rg.Settings, wanted: rg.Settings) -> list[str]:
         elif getattr(q, "labels", None) is not None and set(getattr(have_q[q.name], "labels", None) or []) != set(q.labels):
             problems.append(f"question {q.name!r} has labels {sorted(have_q[q.name].labels or [])}, "
                             f"this task needs {sorted(q.labels)}")
+    # A metadata property the dataset lacks is no problem: Argilla 2.8 adds metadata properties to a published
+    # dataset (fields and questions it refuses), and ``missing_metadata`` lists those the push adds first, e.g.
+    # `against_model` for a dataset pushed before the reliability check.
     have_m = {m.name: m for m in existing.metadata}
     for m in wanted.metadata:
         if m.name not in have_m:
-            problems.append(f"no metadata property {m.name!r}")
-        elif type(have_m[m.name]) is not type(m):
+            continue
+        if type(have_m[m.name]) is not type(m):
             problems.append(f"metadata {m.name!r} is a {type(have_m[m.name]).__name__}, needs a {type(m).__name__}")
+        elif isinstance(m, rg.TermsMetadataProperty) and have_m[m.name].options and m.options and \
+                not set(m.options) <= set(have_m[m.name].options):
+            problems.append(f"metadata {m.name!r} takes {sorted(have_m[m.name].options)}, this task needs "
+                            f"{sorted(m.options)}")
     return problems
+
+
+def missing_metadata(existing: rg.Settings, wanted: rg.Settings) -> list[rg.MetadataType]:
+    """The metadata properties of ``wanted`` that a dataset with ``existing`` settings lacks."""
+    have = {m.name for m in existing.metadata}
+    return [m for m in wanted.metadata if m.name not in have]
