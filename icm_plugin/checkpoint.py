@@ -15,6 +15,7 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,45 @@ RUN_FLAGS = {"task": "--task", "data": "--data", "model": "--model", "model_type
 #: hyperparameters a user sets by flag; the others are named as hyperparameters
 CONFIG_FLAGS = {"alpha": "--alpha", "seed": "--seed", "iterations": "--iterations", "force_repair": "--force-repair",
                 "context": "--context", "scale": "--scale", "orders": "--orders"}
+
+
+@dataclass
+class SearchState:
+    """What one ICM search step reads and changes, and what its checkpoint keeps of it (one place for the
+    checkpoint's keys and types). Indices are of the search's own order of the pool.
+
+    ``evaluations``, ``token_forwards`` and ``seconds`` count what earlier processes of a resumed run spent;
+    ``best`` is the best fully labelled labelling visited (``{"U", "labels", "iteration"}``)."""
+
+    labels: list[int | None]
+    cur: Evaluation
+    iteration: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    accepted: int = 0
+    flips: int = 0
+    converged: bool = False
+    best: dict[str, Any] | None = None
+    evaluations: int = 0
+    token_forwards: int = 0
+    seconds: float = 0.0
+
+    def note_best(self) -> None:
+        """Keep the current labelling as the best when it is complete and beats the best so far."""
+        if all(y is not None for y in self.labels) and (self.best is None or self.cur.U > self.best["U"]):
+            self.best = {"U": self.cur.U, "labels": list(self.labels), "iteration": self.iteration}
+
+    def to_blob(self, evaluations: int, token_forwards: int, seconds: float) -> dict[str, Any]:
+        """The checkpoint's state keys, with the totals so far (this process's included)."""
+        return {k: getattr(self, k) for k in STATE_KEYS} | {
+            "cur": evaluation_blob(self.cur), "evaluations": evaluations, "token_forwards": token_forwards,
+            "seconds": seconds}
+
+    @classmethod
+    def from_blob(cls, blob: dict[str, Any]) -> SearchState:
+        """The state a checkpoint (``read_checkpoint``) holds."""
+        return cls(cur=evaluation_from_blob(blob["cur"]),
+                   **{k: blob[k] for k in (*STATE_KEYS, "evaluations", "token_forwards", "seconds")})
 
 
 def read_checkpoint(path: str | Path, version: int) -> dict[str, Any]:

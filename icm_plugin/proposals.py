@@ -1,10 +1,12 @@
-"""The group proposal of the ICM search: a consistency group's most likely rule-consistent assignment."""
+"""The proposals of the ICM search: a consistency group's most likely rule-consistent assignment, and the two
+proposal modes (``GroupProposal``, the default, and ``ExampleProposal``, the paper's) as small objects."""
 
 from __future__ import annotations
 
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,3 +53,79 @@ def best_assignment(rule: ConsistencyRule, members: list[int], labels: Labels, l
     if best is None:  # clamps make every assignment inconsistent: keep them, decode the rest freely
         best = {j: fixed.get(j, int(np.argmax(logprobs[j]))) for j in members}
     return best
+
+
+class GroupProposal:
+    """The default proposal: a sampled example's whole consistency group gets its most likely rule-consistent
+    labels by the members' own scores (with ``always_add``, a partly labelled group keeps its labelled members).
+    Exact for the group's part of P when the own group is hidden from its prompts; costs no model call."""
+
+    name = "group"
+
+    def active(self, search: Any, labels: Labels, cur: Any) -> dict[int, dict[int, int]]:
+        """Every example whose step would change something -> the labels the step would give its group."""
+        out: dict[int, dict[int, int]] = {}
+        for members in search._members.values():
+            keep = search.config.always_add and any(labels[j] is None for j in members)
+            best = search._best_assignment(members, labels, cur, keep)
+            if any(labels[j] != y for j, y in best.items()):
+                for j in members:
+                    if j not in search._clamped:
+                        out[j] = best
+        return out
+
+    def step(self, search: Any, i: int, labels: Labels, cur: Any, proposal: dict[int, int], it: int):
+        """(new labels, their evaluation, conflict records, fields for the step's history record)."""
+        new = list(labels)
+        for j, y in proposal.items():
+            new[j] = y
+        return new, search._evaluate(new), self.conflicts(search, labels, cur, proposal, it), {"proposed": proposal[i]}
+
+    @staticmethod
+    def conflicts(search: Any, labels: Labels, cur: Any, proposal: dict[int, int], it: int) -> list[dict]:
+        """A record when the members' own most likely labels break the rule (the proposal repaired it)."""
+        members = list(proposal)
+        free_choice: Labels = list(labels)
+        for j in members:
+            free_choice[j] = search._clamped.get(j, int(np.argmax(cur.logprobs[j])))
+        return [search._violation_record(v, free_choice, proposal, "repaired", it)
+                for v in search._rule.group_violations(members, free_choice)] if len(members) > 1 else []
+
+
+class ExampleProposal:
+    """The paper's proposal: the sampled example's most likely label; a violation it introduces is repaired with
+    the best-U consistent assignment (ConsistencyFix), then the annealing rule judges the result."""
+
+    name = "example"
+
+    def active(self, search: Any, labels: Labels, cur: Any) -> dict[int, dict[int, int]]:
+        """Every example whose step would change something (a label, or a repair) -> {example: its label}."""
+        out: dict[int, dict[int, int]] = {}
+        for i, lp in cur.logprobs.items():
+            y = int(np.argmax(lp))
+            if i in search._clamped:
+                continue
+            if labels[i] != y or (search._rule.violations(labels, {i})
+                                  and self.repair(search, i, labels, list(labels), 0, cur)[0] != labels):
+                out[i] = {i: y}
+        return out
+
+    def step(self, search: Any, i: int, labels: Labels, cur: Any, proposal: dict[int, int], it: int):
+        new = list(labels)
+        new[i] = proposal[i]
+        new, new_eval, fixes, proposal_u = self.repair(search, i, labels, new, it)
+        return new, new_eval, fixes, {"proposed": proposal[i], "proposal_U": proposal_u}
+
+    @staticmethod
+    def repair(search: Any, i: int, labels: Labels, new: Labels, it: int, cur: Any = None):
+        """Example i's proposal ``new`` repaired: with force_repair the violations it introduced always, any other
+        only if U does not fall. Returns the labels, their evaluation, the records and the proposal's U."""
+        before = set(search._rule.violations(labels, {i})) if search.config.force_repair else None
+        # a violation the step introduced is repaired whatever U says, so the proposal's own U is not needed then
+        skip = before is not None and bool(set(search._rule.violations(new, {i})) - before)
+        new_eval = cur if cur is not None else None if skip else search._evaluate(new)
+        proposal_u = None if new_eval is None else new_eval.U
+        return *search._consistency_fix(new, new_eval, {i}, it, before), proposal_u
+
+
+PROPOSERS = {"group": GroupProposal, "example": ExampleProposal}

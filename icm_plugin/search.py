@@ -1,7 +1,9 @@
 """The ICM search (Wen et al. 2025, Algorithm 1), scikit-learn style: configure once, ``fit`` a pool.
 
-Each step samples an example, proposes the labels the model finds most likely for it, repairs what they break
-and accepts the result by simulated annealing. Proposals (``ICMConfig.proposal``):
+The search starts from the model's own labels (``ICMConfig.start="bootstrap"``, the default: zero-shot + rule,
+then bootstrap rounds that relabel every group at once) or, as in the paper (``"seed"``), from a few random
+labels. Each step samples an example, proposes the labels the model finds most likely for it, repairs what they
+break and accepts the result by simulated annealing. Proposals (``ICMConfig.proposal``, ``icm_plugin.proposals``):
 
 - ``"group"`` (default): the most likely rule-consistent assignment of the sampled example's consistency group
   by the members' own scores; with the own group hidden from its prompts this is exact for the group's part of
@@ -29,11 +31,9 @@ import numpy as np
 
 from icm_plugin.annealing import accept, temperature
 from icm_plugin.checkpoint import (
-    STATE_KEYS,
+    SearchState,
     check_resume,
     check_search,
-    evaluation_blob,
-    evaluation_from_blob,
     read_checkpoint,
     read_memo,
     write_checkpoint,
@@ -44,7 +44,7 @@ from icm_plugin.errors import ICMError
 from icm_plugin.examples import Example, canonical_order
 from icm_plugin.icm_config import PROPOSALS, ICMConfig
 from icm_plugin.objective import Evaluation, evaluate, group_members
-from icm_plugin.proposals import best_assignment
+from icm_plugin.proposals import PROPOSERS, best_assignment
 from icm_plugin.repair import consistency_fix
 from icm_plugin.scoring.base import Scorer
 from icm_plugin.tasks import Task
@@ -108,21 +108,20 @@ class ICM:
         ckpt = Path(checkpoint) if checkpoint else None
 
         if resume and ckpt is not None and ckpt.exists():
-            state = self._load_checkpoint(ckpt, pool)
+            state, rng = self._load_checkpoint(ckpt)
         else:
-            state = self._initial_state(n)
-        rng: np.random.Generator = state.pop("rng")
-        bar = _progress_bar(iterations, state["iteration"], progress)
-        while state["iteration"] < iterations and not state["converged"]:
-            step = self._step(it := state["iteration"] + 1, rng, state)
-            state["history"].append(step)
-            state["iteration"] = it
+            state, rng = self._initial_state(n)
+        bar = _progress_bar(iterations, state.iteration, progress)
+        while state.iteration < iterations and not state.converged:
+            step = self._step(it := state.iteration + 1, rng, state)
+            state.history.append(step)
+            state.iteration = it
             if ckpt is not None:
                 self._save_checkpoint(ckpt, state, rng, start_forwards, t_start)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(U=f"{state['cur'].U:.2f}", accepted=state["accepted"],
-                                inconsistent=state["cur"].inconsistencies, labelled=_count(state["labels"]))
+                bar.set_postfix(U=f"{state.cur.U:.2f}", accepted=state.accepted,
+                                inconsistent=state.cur.inconsistencies, labelled=_count(state.labels))
             if on_step is not None:
                 on_step(step)
         if bar is not None:
@@ -133,17 +132,17 @@ class ICM:
         self.U_ = cur.U
         self.mutual_predictability_ = cur.mutual_predictability
         self.inconsistencies_ = cur.inconsistencies
-        self.final_violations_ = [self._violation_record(v, labels, labels, "unresolved", state["iteration"])
+        self.final_violations_ = [self._violation_record(v, labels, labels, "unresolved", state.iteration)
                                   for v in self._rule.violations(labels)]
-        self.history_ = [self._history_to_input(h) for h in state["history"]]
-        self.conflicts_ = state["conflicts"] + self.final_violations_
-        self.n_iter_ = state["iteration"]
-        self.accepted_ = state["accepted"]
-        self.converged_ = state["converged"]
-        self.evaluations_ = state["evaluations"] + self._evaluations
+        self.history_ = [self._history_to_input(h) for h in state.history]
+        self.conflicts_ = state.conflicts + self.final_violations_
+        self.n_iter_ = state.iteration
+        self.accepted_ = state.accepted
+        self.converged_ = state.converged
+        self.evaluations_ = state.evaluations + self._evaluations
         self.group_orders_ = [list(o) for o in self._group_orders]
-        self.token_forwards_ = state["token_forwards"] + self.scorer.token_forwards - start_forwards
-        self.seconds_ = state["seconds"] + time.perf_counter() - t_start
+        self.token_forwards_ = state.token_forwards + self.scorer.token_forwards - start_forwards
+        self.seconds_ = state.seconds + time.perf_counter() - t_start
         self.clamped_ = {pool[i].id: y for i, y in self._clamped.items()}
         return self
 
@@ -177,6 +176,7 @@ class ICM:
         if len(getattr(self, "_order", ())) != len(pool):  # called without fit (tests): the pool's own order
             self._order = list(range(len(pool)))
         self._pool = pool
+        self._proposer = PROPOSERS[cfg.proposal]()
         self._objective = cfg.objective
         self._k, true = len(self.task.label_words), getattr(self.task, "true_index", 1)
         self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool, self._k, true)
@@ -197,14 +197,14 @@ class ICM:
         self._group_orders = [[groups[k] for k in np.random.default_rng([cfg.seed, 1 + r]).permutation(len(groups))]
                               for r in range(cfg.orders)]
 
-    def _initial_state(self, n: int) -> dict[str, Any]:
+    def _initial_state(self, n: int) -> tuple[SearchState, np.random.Generator]:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         labels: Labels = [None] * n
         for i, y in self._clamped.items():
             labels[i] = y
         if cfg.start == "bootstrap":
-            return self._bootstrap_start(labels, rng)
+            return self._bootstrap_start(labels), rng
         free = [i for i in range(n) if i not in self._clamped]
         k = min(cfg.num_seed, len(free))
         seeds = [int(i) for i in rng.choice(free, size=k, replace=False)] if k else []
@@ -219,17 +219,16 @@ class ICM:
         history = [{"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
                     "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
                     "labelled": _count(labels), "changes": {str(i): y for i, y in enumerate(labels) if y is not None}}]
-        state = {"rng": rng, "labels": labels, "cur": cur, "iteration": 0, "history": history,
-                 "conflicts": fixes, "accepted": 0, "flips": 0, "converged": False, "evaluations": 0,
-                 "token_forwards": 0, "seconds": 0.0, "best": None}
-        self._note_best(state)
-        return state
+        state = SearchState(labels, cur, history=history, conflicts=fixes)
+        state.note_best()
+        return state, rng
 
-    def _bootstrap_start(self, labels: Labels, rng: np.random.Generator) -> dict[str, Any]:
+    def _bootstrap_start(self, labels: Labels) -> SearchState:
         """The model's own labels: every group's proposal from an evaluation with no labels (zero-shot + rule),
-        then rounds that relabel every group at once from the current labels (bootstrap), until none changes."""
+        then rounds that relabel every group at once from the current labels (bootstrap), until none changes.
+        The steps go on from the round with the highest U."""
         cur = self._evaluate(labels)
-        history: list[dict[str, Any]] = []
+        state = SearchState(list(labels), cur)
         for r in range(self.config.bootstrap_rounds + 1):  # round 0: zero-shot + rule
             new = list(labels)
             for members in self._members.values():
@@ -239,105 +238,58 @@ class ICM:
             if not changes:
                 break
             labels, cur = new, self._evaluate(new)
-            history.append({"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
-                            "start": "zero-shot + rule" if r == 0 else f"bootstrap round {r}",
-                            "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                            "labelled": _count(labels), "changes": changes})
-        if not history:  # every example clamped
-            history.append({"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
-                            "start": "clamped", "U": cur.U, "P": cur.mutual_predictability,
-                            "I": cur.inconsistencies, "labelled": _count(labels), "changes": {}})
-        state = {"rng": rng, "labels": labels, "cur": cur, "iteration": 0, "history": history,
-                 "conflicts": [], "accepted": 0, "flips": 0, "converged": False, "evaluations": 0,
-                 "token_forwards": 0, "seconds": 0.0, "best": None}
-        self._note_best_of_start(state, history)
-        if state["best"] is not None and state["best"]["U"] > cur.U:  # a round lowered U: go on from the best one
-            state["labels"] = list(state["best"]["labels"])
-            state["cur"] = self._evaluate(state["labels"])
+            state.labels, state.cur = labels, cur
+            state.note_best()
+            state.history.append(self._record(0, labels, cur, changes, start="zero-shot + rule" if r == 0
+                                              else f"bootstrap round {r}"))
+        if not state.history:  # every example clamped
+            state.history.append(self._record(0, labels, cur, {}, start="clamped"))
+        if state.best is not None and state.best["U"] > state.cur.U:  # a round lowered U: go on from the best
+            state.labels = list(state.best["labels"])
+            state.cur = self._evaluate(state.labels)
         return state
 
-    def _note_best_of_start(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        """The best fully labelled labelling of the start's rounds (a round can lower U)."""
-        labels: Labels = [None] * len(state["labels"])
-        for i, y in self._clamped.items():
-            labels[i] = y
-        for h in history:
-            for i, y in h["changes"].items():
-                labels[int(i)] = y
-            if _count(labels) == len(labels) and (state["best"] is None or h["U"] > state["best"]["U"]):
-                state["best"] = {"U": h["U"], "labels": list(labels), "iteration": 0}
+    @staticmethod
+    def _record(it: int, labels: Labels, cur: Evaluation, changes: dict[str, int], **extra: Any) -> dict[str, Any]:
+        return {"iteration": it, "example": None, "proposed": None, "accepted": True, "T": None, **extra,
+                "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies, "labelled": _count(labels),
+                "changes": changes}
 
     # ---- steps --------------------------------------------------------------------------------------
-    def _step(self, it: int, rng: np.random.Generator, state: dict[str, Any]) -> dict[str, Any]:
+    def _step(self, it: int, rng: np.random.Generator, state: SearchState) -> dict[str, Any]:
         cfg = self.config
-        labels, cur = state["labels"], state["cur"]
+        labels, cur = state.labels, state.cur
         u_before = cur.U
-        t = self._unit * temperature(state["flips"], cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
-        proposals = self._proposals(labels, cur)
+        t = self._unit * temperature(state.flips, cfg.initial_temperature, cfg.final_temperature, cfg.cooling)
+        proposals = self._proposer.active(self, labels, cur)
         i = self._sample(rng, labels, proposals)
         record: dict[str, Any] = {"iteration": it, "example": i, "T": t}
         if i is None:  # a fixed point: no proposal would change anything
-            state["converged"] = True
+            state.converged = True
             return record | {"proposed": None, "accepted": False, "U": cur.U, "P": cur.mutual_predictability,
                              "I": cur.inconsistencies, "labelled": _count(labels), "changes": {}}
-        new = list(labels)
-        if cfg.proposal == "group":
-            assignment, fixes = proposals[i], self._group_conflicts(i, labels, cur, proposals[i], it)
-            for j, y in assignment.items():
-                new[j] = y
-            record["proposed"] = assignment[i]
-            new_eval = self._evaluate(new)
-        else:
-            new[i] = record["proposed"] = proposals[i][i]
-            new, new_eval, fixes, record["proposal_U"] = self._example_step(i, labels, new, it)
+        new, new_eval, fixes, fields = self._proposer.step(self, i, labels, cur, proposals[i], it)
+        record |= fields
         judged = not (cfg.always_add and all(labels[j] is None for j in range(len(new)) if new[j] != labels[j]))
         ok = accept(new_eval.U - cur.U, t, rng) or not judged
         record["judged"] = judged
         for f in fixes:
             f["step_accepted"] = ok
-        state["conflicts"].extend(fixes)
+        state.conflicts.extend(fixes)
         changes = {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]} if ok else {}
         if ok:
-            state["labels"], state["cur"] = new, new_eval
-            state["accepted"] += 1
-            state["flips"] += int(judged)
-            self._note_best(state)
-        cur = state["cur"]
-        return record | {"accepted": ok, "dU": new_eval.U - u_before, "U": cur.U,
-                         "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                         "labelled": _count(state["labels"]), "changes": changes}
-
-    def _example_step(self, i: int, labels: Labels, new: Labels, it: int, cur: Evaluation | None = None):
-        """Example i's proposal ``new`` repaired: with force_repair the violations it introduced always, any other
-        only if U does not fall. Returns the labels, their evaluation, the records and the proposal's U."""
-        before = set(self._rule.violations(labels, {i})) if self.config.force_repair else None
-        # a violation the step introduced is repaired whatever U says, so the proposal's own U is not needed then
-        skip = before is not None and bool(set(self._rule.violations(new, {i})) - before)
-        new_eval = cur if cur is not None else None if skip else self._evaluate(new)
-        proposal_u = None if new_eval is None else new_eval.U
-        return *self._consistency_fix(new, new_eval, {i}, it, before), proposal_u
+            state.labels, state.cur = new, new_eval
+            state.accepted += 1
+            state.flips += int(judged)
+            state.note_best()
+        cur = state.cur
+        return record | {"accepted": ok, "dU": new_eval.U - u_before,
+                         "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
+                         "labelled": _count(state.labels), "changes": changes}
 
     def _proposals(self, labels: Labels, cur: Evaluation) -> dict[int, dict[int, int]]:
         """For every active example: the labels its step would propose (example index -> label)."""
-        out: dict[int, dict[int, int]] = {}
-        if self.config.proposal == "example":  # active: the step would change something (a label or a repair)
-            for i, lp in cur.logprobs.items():
-                y = int(np.argmax(lp))
-                if i in self._clamped:
-                    continue
-                if labels[i] != y or (self._rule.violations(labels, {i})
-                                      and self._example_step(i, labels, list(labels), 0, cur)[0] != labels):
-                    out[i] = {i: y}
-            return out
-        for members in self._members.values():
-            # with always_add a partly labelled group is completed, its labelled members kept: an addition
-            keep = self.config.always_add and any(labels[j] is None for j in members)
-            best = self._best_assignment(members, labels, cur, keep)
-            if any(labels[j] != y for j, y in best.items()):
-                for j in members:
-                    if j not in self._clamped:
-                        out[j] = best
-        return out
+        return self._proposer.active(self, labels, cur)
 
     def _best_assignment(self, members: list[int], labels: Labels, cur: Evaluation,
                          keep_labelled: bool = False) -> dict[int, int]:
@@ -345,15 +297,6 @@ class ICM:
         if keep_labelled:
             fixed = fixed | {j: labels[j] for j in members if labels[j] is not None}
         return best_assignment(self._rule, members, labels, cur.logprobs, fixed, self._objective.term)
-
-    def _group_conflicts(self, i: int, labels: Labels, cur: Evaluation, assignment: dict[int, int], it: int):
-        """A record when the members' own most likely labels break the rule (the group proposal repaired it)."""
-        members = list(assignment)
-        free_choice: Labels = list(labels)
-        for j in members:
-            free_choice[j] = self._clamped.get(j, int(np.argmax(cur.logprobs[j])))
-        return [self._violation_record(v, free_choice, assignment, "repaired", it)
-                for v in self._rule.group_violations(members, free_choice)] if len(members) > 1 else []
 
     def _sample(self, rng: np.random.Generator, labels: Labels, proposals: dict[int, Any]) -> int | None:
         """An active example, weighting unlabelled members of partly labelled groups by ``group_weight`` (with
@@ -379,10 +322,10 @@ class ICM:
         return consistency_fix(self._rule, labels, cur, self._evaluate, self._clamped, self.config.consistency_fix_steps,
                                lambda v, a, b, r: self._violation_record(v, a, b, r, iteration), touched, before)
 
-    def _finish(self, state: dict[str, Any]) -> tuple[Labels, Evaluation]:
+    def _finish(self, state: SearchState) -> tuple[Labels, Evaluation]:
         """The best fully labelled labelling visited. A search cut short first completes its labelling: each
         group with unlabelled members gets its proposal (small budgets)."""
-        labels, cur = state["labels"], state["cur"]
+        labels, cur = state.labels, state.cur
         if _count(labels) < len(labels):
             new = list(labels)
             for members in self._members.values():
@@ -390,20 +333,10 @@ class ICM:
                     for j, y in self._best_assignment(members, labels, cur, keep_labelled=True).items():
                         new[j] = y
             changes = {str(j): new[j] for j in range(len(new)) if new[j] != labels[j]}
-            state["labels"], state["cur"] = new, self._evaluate(new)
-            cur = state["cur"]
-            state["history"].append({"iteration": state["iteration"], "example": None, "proposed": None,
-                                     "accepted": True, "completion": True, "T": None, "U": cur.U,
-                                     "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                                     "labelled": _count(new), "changes": changes})
-            self._note_best(state)
-        best = state["best"]
-        return best["labels"], self._evaluate(best["labels"])
-
-    def _note_best(self, state: dict[str, Any]) -> None:
-        labels, cur = state["labels"], state["cur"]
-        if _count(labels) == len(labels) and (state["best"] is None or cur.U > state["best"]["U"]):
-            state["best"] = {"U": cur.U, "labels": list(labels), "iteration": state["iteration"]}
+            state.labels, state.cur = new, self._evaluate(new)
+            state.history.append(self._record(state.iteration, new, state.cur, changes, completion=True))
+            state.note_best()
+        return state.best["labels"], self._evaluate(state.best["labels"])
 
     # ---- helpers ------------------------------------------------------------------------------------
     def _evaluate(self, labels: Labels) -> Evaluation:
@@ -428,33 +361,32 @@ class ICM:
                 "resolution": resolution}
 
     # ---- checkpoint ---------------------------------------------------------------------------------
-    def _save_checkpoint(self, path: Path, state: dict[str, Any], rng: np.random.Generator,
+    def _save_checkpoint(self, path: Path, state: SearchState, rng: np.random.Generator,
                          start_forwards: int, t_start: float) -> None:
         blob = {"version": CHECKPOINT_VERSION, "config": asdict(self.config), "ids": [e.id for e in self._pool],
                 "clamped": {self._pool[i].id: y for i, y in self._clamped.items()},
-                "group_orders": self._group_orders, "rng": rng.bit_generator.state,
-                "cur": evaluation_blob(state["cur"])}
-        blob |= {k: state[k] for k in STATE_KEYS}
-        blob |= {"evaluations": state["evaluations"] + self._evaluations,
-                 "token_forwards": state["token_forwards"] + self.scorer.token_forwards - start_forwards,
-                 "seconds": state["seconds"] + time.perf_counter() - t_start}
+                "group_orders": self._group_orders, "rng": rng.bit_generator.state}
+        blob |= state.to_blob(state.evaluations + self._evaluations,
+                              state.token_forwards + self.scorer.token_forwards - start_forwards,
+                              state.seconds + time.perf_counter() - t_start)
         if self._run_info is not None:
             blob["run"] = self._run_info
         blob["search"] = {"rule": self._rule.name, "iterations": self._iterations}
-        write_memo(path, self._memo, state["iteration"])  # first: a kill in between leaves a memo of another step
+        write_memo(path, self._memo, state.iteration)  # first: a kill in between leaves a memo of another step
         write_checkpoint(path, blob)  # atomic: a kill leaves the old or the new checkpoint, never half of one
 
-    def _load_checkpoint(self, path: Path, pool: list[Example]) -> dict[str, Any]:
+    def _load_checkpoint(self, path: Path) -> tuple[SearchState, np.random.Generator]:
         blob = read_checkpoint(path, CHECKPOINT_VERSION)
+        pool = self._pool
         check_resume(blob, path, [e.id for e in pool], asdict(self.config),
                      {pool[i].id: y for i, y in self._clamped.items()}, self._run_info)
         rng = np.random.default_rng()
         rng.bit_generator.state = blob["rng"]
         check_search(blob, path, {"rule": self._rule.name, "iterations": self._iterations})
         self._group_orders = blob["group_orders"]
-        cur = evaluation_from_blob(blob["cur"])
-        self._memo = read_memo(path, blob["iteration"]) or OrderedDict({tuple(blob["labels"]): cur})
-        return {"rng": rng, "cur": cur} | {k: blob[k] for k in (*STATE_KEYS, "evaluations", "token_forwards", "seconds")}
+        state = SearchState.from_blob(blob)
+        self._memo = read_memo(path, blob["iteration"]) or OrderedDict({tuple(blob["labels"]): state.cur})
+        return state, rng
 
 
 def _count(labels: Labels) -> int:

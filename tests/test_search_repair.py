@@ -7,7 +7,9 @@ import numpy as np
 from scripted import ScriptedScorer
 from test_search import TASK, pool, truth
 
+from icm_plugin.checkpoint import SearchState
 from icm_plugin.examples import Example
+from icm_plugin.proposals import ExampleProposal
 from icm_plugin.search import ICM, ICMConfig
 
 
@@ -42,9 +44,9 @@ def test_force_repair_forces_only_the_violations_the_step_introduced():
     repaired = [icm._evaluate(alt + labels[3:]).U for alt in ([1, 0, 0], [0, 1, 0])]
     assert max(repaired) < icm._evaluate([1, 1, 0] + labels[3:]).U  # the repair would lower U
     icm._sample = lambda rng, labels, proposals: 2
-    state = {"labels": labels, "cur": cur, "flips": 0, "conflicts": [], "accepted": 0, "best": None, "iteration": 1}
+    state = SearchState(labels, cur, iteration=1)
     icm._step(2, np.random.default_rng(0), state)
-    assert [(c["ids"], c["resolution"]) for c in state["conflicts"]] == [(["a0", "a1"], "kept")]
+    assert [(c["ids"], c["resolution"]) for c in state.conflicts] == [(["a0", "a1"], "kept")]
 
 
 def test_force_repair_still_repairs_what_the_step_broke_whatever_u_says():
@@ -53,6 +55,6 @@ def test_force_repair_still_repairs_what_the_step_broke_whatever_u_says():
     icm._prepare([e.without_gold() for e in exs], None)  # the pool in its own order: indices below are file order
     labels = [1, 0, 0] + [1, 0] * 5
     new = [1, 1, 0] + labels[3:]  # the step's proposal breaks exactly-one in group A
-    fixed, after, records = icm._example_step(1, labels, new, 1)[:3]
+    fixed, after, records = ExampleProposal.repair(icm, 1, labels, new, 1)[:3]
     assert after.inconsistencies == 0 and [r["resolution"] for r in records] == ["repaired"]
     assert fixed[:3] in ([1, 0, 0], [0, 1, 0])
