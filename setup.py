@@ -1,7 +1,7 @@
-"""Build steps that setup.cfg cannot express, both for the lm-eval integration (icm_plugin/lmeval/PACKAGING.md):
+"""Build steps that setup.cfg cannot express, both for the lm-eval integration (icm_plugin/integrations/lmeval/PACKAGING.md):
 
 1. the repository's top-level ``tasks/`` (the icm_* lm-eval YAMLs) ships inside the package as
-   ``icm_plugin/lmeval/tasks/`` (with its README.md);
+   ``icm_plugin/core/tasks/`` (with its README.md);
 2. ``icm_plugin_lmeval.pth`` lands in site-packages, so the stock ``lm_eval`` finds those tasks without
    ``--include_path`` (the .pth is listed in RECORD: ``pip uninstall`` removes it).
 """
@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore", message="Editable installation", category=Info
 
 ROOT = Path(__file__).resolve().parent
 TASKS = ROOT / "tasks"
-PTH = ROOT / "icm_plugin" / "lmeval" / "icm_plugin_lmeval.pth"
+PTH = ROOT / "icm_plugin" / "integrations" / "lmeval" / "icm_plugin_lmeval.pth"
 
 
 class build_py_with_lmeval(build_py):
@@ -31,7 +31,7 @@ class build_py_with_lmeval(build_py):
             # the editable wheel's install_lib into site-packages, which is where a .pth must go.
             self.copy_file(str(PTH), str(Path(self.get_finalized_command("install").install_lib, PTH.name)))
             return
-        target = Path(self.build_lib, "icm_plugin", "lmeval", "tasks")
+        target = Path(self.build_lib, "icm_plugin", "core", "tasks")
         self.mkpath(str(target))
         for path in sorted(TASKS.iterdir()):
             if path.is_file() and (path.suffix in (".yaml", ".py", ".md") or path.name.endswith("_yaml")):

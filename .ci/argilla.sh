@@ -18,6 +18,6 @@ assert md.version("argilla").startswith("2.8.")
 import httpx_retries, playwright  # noqa: F401
 PY
 
-venv=$(python -c "import sys; from icm_plugin.argilla.stack import LocalStack; s = LocalStack()
+venv=$(python -c "import sys; from icm_plugin.integrations.argilla.stack import LocalStack; s = LocalStack()
 s.ensure_venv(echo=lambda m: print(m, file=sys.stderr)); print(s.venv)")
 echo "argilla.sh: ready in $(( $(date +%s) - t0 )) s (server venv: $venv)"

@@ -22,18 +22,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from icm_plugin.baselines import zero_shot_scores
-from icm_plugin.bootstrap import rule_decode
-from icm_plugin.consistency import make_rule
-from icm_plugin.lmeval.cli import task_examples
-from icm_plugin.lmeval.split import split_pool
-from icm_plugin.loaders import limit_pool
-from icm_plugin.metrics import accuracy
-from icm_plugin.models import load_model
-from icm_plugin.objective import evaluate
+from icm_plugin.core.loaders import limit_pool
+from icm_plugin.core.metrics import accuracy
+from icm_plugin.core.tasks import get_task
+from icm_plugin.integrations.lmeval.cli import task_examples
+from icm_plugin.integrations.lmeval.split import split_pool
+from icm_plugin.method.baselines import zero_shot_scores
+from icm_plugin.method.bootstrap import rule_decode
+from icm_plugin.method.consistency import make_rule
+from icm_plugin.method.objective import evaluate
 from icm_plugin.scoring.base import Scorer, ScoreRequest
+from icm_plugin.scoring.models import load_model
 from icm_plugin.scoring.prefix import PrefixSharingScorer
-from icm_plugin.tasks import get_task
 
 
 class OwnGroupHidden(Scorer):
@@ -119,7 +119,7 @@ def table(args, task, pool, gold, scorer, rule, labellings) -> None:
 
 
 def searches(args, task, pool, gold, scorer) -> None:
-    from icm_plugin.search import ICM, ICMConfig
+    from icm_plugin.method.search import ICM, ICMConfig
 
     print(f"\nICM searches, {args.search_steps} steps, seed {args.seed}, alpha {args.alpha}")
     print("| T0 | demonstrations | accuracy vs gold | P | accepted | seconds |")

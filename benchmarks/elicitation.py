@@ -11,7 +11,7 @@ the packaged facts by default). Any task file works, with any number of labels. 
 - zero-shot: each example's most likely label with no demonstrations (two labels: True when the model prefers
   " True");
 - zero-shot + rule: the same scores decoded under the task's rule (per question, the more likely candidate);
-- bootstrap: ``icm_plugin.bootstrap.Bootstrap`` (3 rounds, own group left out, rule-decoded);
+- bootstrap: ``icm_plugin.method.bootstrap.Bootstrap`` (3 rounds, own group left out, rule-decoded);
 - golden, own group hidden: every example scored with the GOLD labels of all other groups as demonstrations
   (the default layout of that seed), rule-decoded: what in-context learning reaches with perfect labels;
 - each ICM setting (``default`` = ``ICMConfig()``, ``paper`` = ``ICMConfig.paper()``, or ``name:key=value,...``
@@ -34,15 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from icm_plugin.baselines import zero_shot_scores
-from icm_plugin.bootstrap import Bootstrap, rule_decode
-from icm_plugin.examples import Example, canonical_order
-from icm_plugin.loaders import load_examples
-from icm_plugin.metrics import accuracy, balanced_accuracy
-from icm_plugin.objective import group_members, group_requests
-from icm_plugin.reliability import assess
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
+from icm_plugin.core.examples import Example, canonical_order
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.metrics import accuracy, balanced_accuracy
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.baselines import zero_shot_scores
+from icm_plugin.method.bootstrap import Bootstrap, rule_decode
+from icm_plugin.method.objective import group_members, group_requests
+from icm_plugin.method.reliability import assess
+from icm_plugin.method.search import ICM, ICMConfig
 
 
 def draw_pool(examples: list[Example], pairs: int, seed: int) -> list[Example]:
@@ -175,7 +175,7 @@ def markdown(rows: list[dict], settings) -> str:
                    f"{np.mean([r['balanced_accuracy'] for r in rs]):.3f} | "
                    f"{min(r['balanced_accuracy'] for r in rs):.3f} | {sec} | {tok} |")
     out.append("")
-    out.append("Reliability (no gold; `icm_plugin.reliability`): ICM against the baselines, and whether it was flagged")
+    out.append("Reliability (no gold; `icm_plugin.method.reliability`): ICM against the baselines, and whether it was flagged")
     out.append("")
     out.append("| seed | ICM | ICM bal. acc. | vs zero-shot + rule | vs bootstrap | agreement z-s + rule | margin "
                "(nats/ex.) | against model | flag | should flag | should not flag |")
@@ -231,8 +231,8 @@ def main() -> None:
         return
     import torch
 
-    from icm_plugin.hardware import dtype_name
-    from icm_plugin.models import load_model
+    from icm_plugin.scoring.hardware import dtype_name
+    from icm_plugin.scoring.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     settings = [parse_setting(s) for s in args.icm]

@@ -35,14 +35,14 @@ import numpy as np
 import torch
 from scoring import random_labelled_requests  # benchmarks/scoring.py (this script's folder is on sys.path)
 
-from icm_plugin.bootstrap import group_loo_requests
+from icm_plugin.core.loaders import group_key, load_examples
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.loaders import group_key, load_examples
+from icm_plugin.method.bootstrap import group_loo_requests
+from icm_plugin.method.search import ICM, ICMConfig
 from icm_plugin.scoring.batched import BatchedScorer
 from icm_plugin.scoring.levels import LevelBatchedScorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
 
 ARCHS = {
     # HuggingFaceTB/SmolLM2-135M(-Instruct) config.json
@@ -74,7 +74,7 @@ def build(arch: str, device: str, dtype: torch.dtype = torch.bfloat16, vocab_siz
     if arch.startswith("tiny-") and vocab_size:  # the tiny tokenizer's ids must fit
         spec["vocab_size"] = vocab_size
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)
-    # eager for Gemma, as icm_plugin.models.load_model sets it; sdpa (transformers' default) otherwise
+    # eager for Gemma, as icm_plugin.scoring.models.load_model sets it; sdpa (transformers' default) otherwise
     config._attn_implementation = "eager" if config.model_type.startswith("gemma") else "sdpa"
     torch.manual_seed(0)
     with torch.device(device):

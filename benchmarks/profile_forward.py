@@ -13,7 +13,7 @@ import argparse
 import torch
 from pyinstrument import Profiler
 
-from icm_plugin.models import load_model
+from icm_plugin.scoring.models import load_model
 from icm_plugin.scoring.prefix import branch_cache
 
 

@@ -31,15 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from icm_plugin.batches import split_by_group
-from icm_plugin.examples import Example
-from icm_plugin.loaders import load_examples
-from icm_plugin.objective import loo_requests
+from icm_plugin.apps.batches import split_by_group
+from icm_plugin.core.examples import Example
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.objective import loo_requests
+from icm_plugin.method.search import ICM, ICMConfig
 from icm_plugin.scoring.base import Scorer, ScoreRequest
 from icm_plugin.scoring.prefix import build_trie, trie_tokens
 from icm_plugin.scoring.tokens import PromptTokens
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
 
 TASK = get_task("facts")
 
@@ -99,13 +99,13 @@ def facts_pool(n: int) -> list[Example]:
 
 
 def load_examples_like(examples: list[Example], n: int) -> list[Example]:
-    from icm_plugin.loaders import limit_pool
+    from icm_plugin.core.loaders import limit_pool
 
     return limit_pool(examples, n)
 
 
 def measure_evaluation(model_name: str, sizes: Sequence[int], dtype: str) -> list[dict]:
-    from icm_plugin.models import load_model
+    from icm_plugin.scoring.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     model, tokenizer = load_model(model_name, dtype=dtype, device="cpu")
@@ -198,7 +198,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from icm_plugin.models import resolve_model
+    from icm_plugin.scoring.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model))
     tokens = PromptTokens(tokenizer, TASK.label_words, "\n\n")

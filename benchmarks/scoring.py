@@ -16,12 +16,12 @@ import time
 import numpy as np
 import torch
 
-from icm_plugin.loaders import load_examples
-from icm_plugin.models import load_model
-from icm_plugin.objective import loo_requests
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.objective import loo_requests
+from icm_plugin.scoring.models import load_model
 from icm_plugin.scoring.prefix import PrefixSharingScorer
 from icm_plugin.scoring.reference import ReferenceScorer
-from icm_plugin.tasks import get_task
 
 
 def raw_throughput(model, tokenizer, n_tokens: int = 1024) -> float:

@@ -41,15 +41,15 @@ from pathlib import Path
 import numpy as np
 from gpu_scaling import group_requests  # benchmarks/gpu_scaling.py (this script's folder is on sys.path)
 
-from icm_plugin.batches import BatchRunner, split_by_group
-from icm_plugin.loaders import load_examples
-from icm_plugin.models import ALIASES, load_model, resolve_model
+from icm_plugin.apps.batches import BatchRunner, split_by_group
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.search import ICMConfig
 from icm_plugin.scoring.llamacpp_server import start_llamacpp_server, stop_server
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
+from icm_plugin.scoring.models import ALIASES, load_model, resolve_model
 from icm_plugin.scoring.next_token import build_backend_scorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer
-from icm_plugin.search import ICMConfig
-from icm_plugin.tasks import get_task
 
 
 def uptime() -> str:

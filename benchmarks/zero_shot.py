@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from icm_plugin.baselines import group_argmax_labels, zero_shot_labels, zero_shot_scores
-from icm_plugin.loaders import load_examples
-from icm_plugin.metrics import accuracy, balanced_accuracy
-from icm_plugin.models import load_model
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.metrics import accuracy, balanced_accuracy
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.baselines import group_argmax_labels, zero_shot_labels, zero_shot_scores
+from icm_plugin.scoring.models import load_model
 from icm_plugin.scoring.reference import ReferenceScorer
-from icm_plugin.tasks import get_task
 
 
 def main() -> None:

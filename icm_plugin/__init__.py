@@ -7,7 +7,7 @@ The Python API mirrors `icm label`::
     run.labels, run.confidence, run.report, run.to_dataset()
 
 or, with a scorer of your own, ``icm.ICM(scorer, task, icm.ICMConfig(...)).fit(examples).labels_``.
-Argilla: ``icm_plugin.argilla.push(run, dataset=..., client=rg.Argilla(...))`` and ``pull(...)``.
+Argilla: ``icm_plugin.integrations.argilla.push(run, dataset=..., client=rg.Argilla(...))`` and ``pull(...)``.
 The names below load on first use, so ``import icm_plugin`` stays light.
 """
 
@@ -15,17 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from icm_plugin.core.examples import Example
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
 
 __all__ = ["ICM", "Example", "ICMConfig", "ICMError", "LabelHook", "LabelJob", "ModelSpec", "RunFolder", "get_task",
            "label", "load_examples"]
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ICM": "icm_plugin.search", "ICMConfig": "icm_plugin.icm_config", "LabelHook": "icm_plugin.job",
-    "LabelJob": "icm_plugin.job", "ModelSpec": "icm_plugin.scoring.registry", "RunFolder": "icm_plugin.run_folder",
-    "get_task": "icm_plugin.tasks", "label": "icm_plugin.run", "load_examples": "icm_plugin.loaders",
+    "ICM": "icm_plugin.method.search", "ICMConfig": "icm_plugin.method.icm_config", "LabelHook": "icm_plugin.method.job",
+    "LabelJob": "icm_plugin.method.job", "ModelSpec": "icm_plugin.scoring.registry", "RunFolder": "icm_plugin.core.run_folder",
+    "get_task": "icm_plugin.core.tasks", "label": "icm_plugin.apps.run", "load_examples": "icm_plugin.core.loaders",
 }
 
 

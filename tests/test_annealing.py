@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from icm_plugin.annealing import accept, acceptance_probability, temperature
-from icm_plugin.search import ICMConfig
+from icm_plugin.method.annealing import accept, acceptance_probability, temperature
+from icm_plugin.method.search import ICMConfig
 
 
 def test_schedule_cools_on_accepted_flips_as_the_authors_code():

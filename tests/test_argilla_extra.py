@@ -25,13 +25,13 @@ def plain_install(tmp_path_factory) -> Path:
     pip(python, "install", "-q", "--no-deps", "--no-build-isolation", str(copy_checkout(tmp / "src")))
     for module in ("argilla", "httpx", "httpx_retries"):
         assert not can_import(python, module), f"{module} is importable: the venv does not lack the extra"
-    assert can_import(python, "icm_plugin.cli") and can_import(python, "torch")
+    assert can_import(python, "icm_plugin.cli.main") and can_import(python, "torch")
     return python
 
 
 def _icm(python: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([str(python), "-m", "icm_plugin.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([str(python), "-m", "icm_plugin.cli.main", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

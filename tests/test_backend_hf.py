@@ -11,15 +11,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.loaders import load_examples
-from icm_plugin.objective import context_request, loo_requests
+from icm_plugin.method.objective import context_request, loo_requests
+from icm_plugin.method.search import ICM, ICMConfig
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer, parse_model_args
 from icm_plugin.scoring.prefix import PrefixSharingScorer
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
 
 TASK = get_task("facts")
 TOLERANCE = 1e-4  # nats, the same bound the prefix scorer is held to against the reference scorer

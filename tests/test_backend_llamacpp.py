@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icm_plugin.batches import BatchRunner, split_by_group
+from icm_plugin.apps.batches import BatchRunner, split_by_group
+from icm_plugin.core.examples import Example
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.objective import loo_requests
+from icm_plugin.method.objective import loo_requests
+from icm_plugin.method.search import ICM, ICMConfig
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.llamacpp_server import free_port, start_llamacpp_server, stop_server
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed: bash .ci/llamacpp.sh")
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def backend_args(url: str, *extra: str) -> str:
 
 @pytest.fixture(scope="module")
 def native():
-    from icm_plugin.models import load_model
+    from icm_plugin.scoring.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     model, tokenizer = load_model("gemma-3-270m", dtype="float32", device="cpu")

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from icm_plugin.baselines import group_argmax_labels
-from icm_plugin.examples import Example
+from icm_plugin.core.examples import Example
+from icm_plugin.method.baselines import group_argmax_labels
 
 
 def scores_of(margins):

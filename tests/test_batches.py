@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from scripted import ScriptedScorer
 
-from icm_plugin.batches import BatchRunner, merge_batches, split_by_group
-from icm_plugin.cli import main
+from icm_plugin.apps.batches import BatchRunner, merge_batches, split_by_group
+from icm_plugin.cli.main import main
+from icm_plugin.core.examples import Example
+from icm_plugin.core.loaders import group_key
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.loaders import group_key
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
+from icm_plugin.method.search import ICM, ICMConfig
 
 TASK = get_task("facts")
 

@@ -11,10 +11,10 @@ import pytest
 from scripted import ScriptedScorer
 from test_train import icm_main
 
-from icm_plugin.bench import COLUMNS, LABEL_SETS, NAMES, ZERO_SHOT
-from icm_plugin.bootstrap import Bootstrap, group_loo_requests, rule_decode
-from icm_plugin.examples import Example
-from icm_plugin.tasks import get_task
+from icm_plugin.apps.bench import COLUMNS, LABEL_SETS, NAMES, ZERO_SHOT
+from icm_plugin.core.examples import Example
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.bootstrap import Bootstrap, group_loo_requests, rule_decode
 
 FACTS = get_task("facts")
 

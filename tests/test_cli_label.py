@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
 
-ICM = [sys.executable, "-m", "icm_plugin.cli"]
+ICM = [sys.executable, "-m", "icm_plugin.cli.main"]
 
 
 def label_args(model: Path, out: Path, *extra: str) -> list[str]:
@@ -118,7 +118,7 @@ def test_kill_9_then_resume_gives_the_same_labels(tiny_model_dir, tmp_path):
 
 def test_scorer_choices_are_the_registry():
     # the CLI lists the names literally (importing the registry would load numpy for `icm --help`)
-    from icm_plugin.cli import build_parser
+    from icm_plugin.cli.main import build_parser
     from icm_plugin.scoring.registry import SCORERS
 
     label = build_parser()._subparsers._group_actions[0].choices["label"]

@@ -1,7 +1,7 @@
 """Each consistency rule: what counts as a violation and which repairs it offers."""
 
-from icm_plugin.consistency import make_rule
-from icm_plugin.examples import Example
+from icm_plugin.core.examples import Example
+from icm_plugin.method.consistency import make_rule
 
 
 def ex(i, group, key=None):
@@ -84,7 +84,7 @@ def test_a_missing_key_is_not_a_key():
 def test_rule_decode_leaves_key_less_members_free():
     import numpy as np
 
-    from icm_plugin.consistency import rule_decode
+    from icm_plugin.method.consistency import rule_decode
 
     pool = [ex(0, "g"), ex(1, "g"), ex(2, "g", "42"), ex(3, "g", "7")]
     margins = np.array([2.0, 1.0, 0.5, -1.0])

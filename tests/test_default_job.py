@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
 
 PINNED = {
     "facts-capital-denmark-a": 1, "facts-capital-denmark-b": 0, "facts-capital-colombia-a": 1,

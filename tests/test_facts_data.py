@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.loaders import load_examples, packaged_data_path
-from icm_plugin.tasks import get_task
+from icm_plugin.core.loaders import load_examples, packaged_data_path
+from icm_plugin.core.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "make_facts.py"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
 
 
 @pytest.mark.slow

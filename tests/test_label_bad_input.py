@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.cli import RULE_CHOICES, main
-from icm_plugin.consistency import RULES
+from icm_plugin.cli.main import RULE_CHOICES, main
+from icm_plugin.method.consistency import RULES
 
-ICM = [sys.executable, "-m", "icm_plugin.cli"]
+ICM = [sys.executable, "-m", "icm_plugin.cli.main"]
 
 
 def label_args(model: Path, out: Path, *extra: str) -> list[str]:
@@ -193,7 +193,7 @@ def test_full_disk_at_the_final_writes_then_resume(tiny_model_dir, straight, tmp
 # ---- no more silent acceptance ----------------------------------------------------------------------------
 
 def test_json_files_never_hold_bare_nan(tmp_path):
-    from icm_plugin.writers import write_json, write_jsonl
+    from icm_plugin.core.writers import write_json, write_jsonl
 
     write_json(tmp_path / "a.json", {"U": math.nan, "xs": [1.0, math.inf, -math.inf]})
     write_jsonl(tmp_path / "b.jsonl", [{"U": math.nan}])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.cli import build_parser, icm_config, label_job, main
-from icm_plugin.icm_config import ICMConfig
+from icm_plugin.cli.main import build_parser, icm_config, label_job, main
+from icm_plugin.method.icm_config import ICMConfig
 from icm_plugin.scoring.registry import ModelSpec
 
 
@@ -54,8 +54,8 @@ def test_job_from_flags():
 
 
 def test_split_and_push_become_hooks():
-    from icm_plugin.argilla.label_hooks import PushTo
-    from icm_plugin.lmeval.pool import SplitPool
+    from icm_plugin.integrations.argilla.label_hooks import PushTo
+    from icm_plugin.integrations.lmeval.pool import SplitPool
 
     hooks = label_job(parse("--split", "pool", "--push", "review", "--api-url", "http://x")).hooks
     assert [type(h) for h in hooks] == [PushTo, SplitPool]

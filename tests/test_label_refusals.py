@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
 
-ICM = [sys.executable, "-m", "icm_plugin.cli"]
+ICM = [sys.executable, "-m", "icm_plugin.cli.main"]
 
 
 def label_args(model: Path, out: Path, *extra: str) -> list[str]:
@@ -97,7 +97,7 @@ def test_a_resume_where_dtype_auto_resolves_otherwise_is_refused_naming_the_dtyp
         finished, tiny_model_dir, capsys, no_model_load, monkeypatch):
     """The run was made in float32; on a CPU with hardware bfloat16 `--dtype auto` is bfloat16, whose labels can
     differ: the resume is refused before anything is written, and the message says which --dtype resumes it."""
-    from icm_plugin import hardware
+    from icm_plugin.scoring import hardware
 
     monkeypatch.setattr(hardware, "cpu_has_fast_bfloat16", lambda: True)
     before = snapshot(finished)

@@ -8,8 +8,8 @@ import json
 import pytest
 from lmeval_helpers import DATA, results_json, results_table, run_lm_eval
 
-from icm_plugin.lmeval import split_pool, tasks_dir
-from icm_plugin.lmeval.sources import load_task_examples
+from icm_plugin.integrations.lmeval import split_pool, tasks_dir
+from icm_plugin.integrations.lmeval.sources import load_task_examples
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA}")
 TASKS = ("icm_truthfulqa", "icm_gsm8k", "icm_alpaca", "icm_facts")

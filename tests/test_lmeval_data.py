@@ -12,9 +12,13 @@ import datasets
 import pytest
 
 from icm_plugin.errors import ICMError
-from icm_plugin.lmeval import split_pool
-from icm_plugin.lmeval.demonstrations import demonstration_labels, labels_for_task, read_labels_file
-from icm_plugin.lmeval.sources import (
+from icm_plugin.integrations.lmeval import split_pool
+from icm_plugin.integrations.lmeval.demonstrations import (
+    demonstration_labels,
+    labels_for_task,
+    read_labels_file,
+)
+from icm_plugin.integrations.lmeval.sources import (
     DATA_DIR_ENV,
     LMEVAL_TASKS,
     alpaca_records,
@@ -62,12 +66,12 @@ def test_mixed_label_types_are_normalised():
 
 def test_facts_uses_the_packaged_claims(monkeypatch, tmp_path, caplog):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    with caplog.at_level("WARNING", logger="icm_plugin.lmeval.sources"):
+    with caplog.at_level("WARNING", logger="icm_plugin.integrations.lmeval.sources"):
         facts = load_task_examples("facts")
     assert len(facts) >= 100 and {e.label for e in facts} == {0, 1}
     assert not caplog.records  # no data folder given: the package is the default, nothing to say
     # a data folder without facts.jsonl still falls back to the package, and says so
-    with caplog.at_level("WARNING", logger="icm_plugin.lmeval.sources"):
+    with caplog.at_level("WARNING", logger="icm_plugin.integrations.lmeval.sources"):
         assert [e.id for e in load_task_examples("facts", tmp_path)] == [e.id for e in facts]
     [record] = caplog.records
     assert f"{tmp_path} has no facts.jsonl" in record.getMessage() and "packaged" in record.getMessage()
@@ -124,7 +128,7 @@ def test_hub_path_loads_and_converts(monkeypatch):
 def test_offline_hub_failure_says_to_pass_data_dir():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     env.pop(DATA_DIR_ENV, None)
-    code = ("from icm_plugin.lmeval.sources import load_task_examples\n"
+    code = ("from icm_plugin.integrations.lmeval.sources import load_task_examples\n"
             "from icm_plugin.errors import ICMError\n"
             "try:\n    load_task_examples('truthfulqa')\nexcept ICMError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

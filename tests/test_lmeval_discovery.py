@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from icm_plugin.lmeval import discovery, tasks_dir
+from icm_plugin.core import discovery
+from icm_plugin.integrations.lmeval import tasks_dir
 
 REPO = Path(__file__).resolve().parents[1]
-PTH = REPO / "icm_plugin" / "lmeval" / "icm_plugin_lmeval.pth"
+PTH = REPO / "icm_plugin" / "integrations" / "lmeval" / "icm_plugin_lmeval.pth"
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -84,7 +85,7 @@ def test_pth_line_is_harmless_without_the_package(tmp_path):
 
 def test_startup_hook_is_import_light():
     out = _python(
-        "import sys, icm_plugin.lmeval.discovery as d\n"
+        "import sys, icm_plugin.core.discovery as d\n"
         "d.install()\n"
         "print(sorted(m for m in ('torch', 'datasets', 'lm_eval', 'transformers', 'numpy') if m in sys.modules))\n"
     )

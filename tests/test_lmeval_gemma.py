@@ -8,16 +8,16 @@ import json
 import pytest
 from lmeval_helpers import results_json, results_table, run_lm_eval
 
-from icm_plugin.cli import main as icm_main
-from icm_plugin.lmeval import split_pool, tasks_dir
-from icm_plugin.lmeval.sources import load_task_examples
+from icm_plugin.cli.main import main as icm_main
+from icm_plugin.integrations.lmeval import split_pool, tasks_dir
+from icm_plugin.integrations.lmeval.sources import load_task_examples
 
 SHOTS = 4
 
 
 @pytest.fixture(scope="module")
 def gemma() -> str:
-    from icm_plugin.models import resolve_model
+    from icm_plugin.scoring.models import resolve_model
 
     return resolve_model("gemma-3-270m")
 

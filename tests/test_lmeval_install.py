@@ -15,7 +15,7 @@ from venv_helpers import copy_checkout, fresh_venv, pip, site_packages
 SETUP = REPO / "setup.py"
 pytestmark = [
     pytest.mark.skipif(not SETUP.is_file() or "icm_plugin_lmeval.pth" not in SETUP.read_text(),
-                       reason="packaging for the lm-eval hook not applied yet (icm_plugin/lmeval/PACKAGING.md)"),
+                       reason="packaging for the lm-eval hook not applied yet (icm_plugin/integrations/lmeval/PACKAGING.md)"),
     pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA}"),
 ]
 
@@ -47,10 +47,10 @@ def test_regular_install_then_uninstall(tmp_path, tiny_model_dir):
     pip(python, "install", "-q", "--no-deps", "--no-build-isolation", str(src))
     site = site_packages(python)
     assert (site / "icm_plugin_lmeval.pth").is_file()
-    assert (site / "icm_plugin" / "lmeval" / "tasks" / "icm_alpaca.yaml").is_file()
-    assert "Citation" in (site / "icm_plugin" / "lmeval" / "tasks" / "README.md").read_text()  # lm-eval task-folder style
+    assert (site / "icm_plugin" / "core" / "tasks" / "icm_alpaca.yaml").is_file()
+    assert "Citation" in (site / "icm_plugin" / "core" / "tasks" / "README.md").read_text()  # lm-eval task-folder style
     shutil.rmtree(src)  # nothing may come from the source tree
-    _check_stock_commands(python, tmp_path, tiny_model_dir, site / "icm_plugin" / "lmeval" / "tasks")
+    _check_stock_commands(python, tmp_path, tiny_model_dir, site / "icm_plugin" / "core" / "tasks")
 
     pip(python, "uninstall", "-y", "icm-plugin")
     assert not (site / "icm_plugin_lmeval.pth").exists() and not (site / "icm_plugin").exists()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.examples import Example
-from icm_plugin.lmeval import is_test_group, split_pool
-from icm_plugin.lmeval.sources import LMEVAL_TASKS, load_task_examples
-from icm_plugin.loaders import group_key
+from icm_plugin.core.examples import Example
+from icm_plugin.core.loaders import group_key
+from icm_plugin.integrations.lmeval import is_test_group, split_pool
+from icm_plugin.integrations.lmeval.sources import LMEVAL_TASKS, load_task_examples
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icm"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"reference data not found at {DATA}")
@@ -65,8 +65,8 @@ def test_real_task_splits_are_disjoint_and_both_sides_used(task):
 def test_icm_label_split_pool_option_labels_only_the_pool():
     from argparse import Namespace
 
-    from icm_plugin.lmeval import cli
-    from icm_plugin.tasks import get_task
+    from icm_plugin.core.tasks import get_task
+    from icm_plugin.integrations.lmeval import cli
 
     facts = load_task_examples("facts")
     pool, test = split_pool(facts)
@@ -77,9 +77,9 @@ def test_icm_label_split_pool_option_labels_only_the_pool():
 
 @needs_data
 def test_pool_file_round_trips_through_the_loader(tmp_path):
-    from icm_plugin.lmeval.cli import main
-    from icm_plugin.loaders import load_examples
-    from icm_plugin.tasks import get_task
+    from icm_plugin.core.loaders import load_examples
+    from icm_plugin.core.tasks import get_task
+    from icm_plugin.integrations.lmeval.cli import main
 
     out = tmp_path / "pool.jsonl"
     assert main(["pool", "--task", "gsm8k", "--data-dir", str(DATA), "--out", str(out)]) == 0
@@ -90,7 +90,7 @@ def test_pool_file_round_trips_through_the_loader(tmp_path):
 
 
 def test_icm_label_split_test_warns_before_labelling(tmp_path, capsys):
-    from icm_plugin.cli import main
+    from icm_plugin.cli.main import main
 
     # a model that cannot load: the run stops before any labelling, and the warning is already out
     assert main(["label", "--task", "facts", "--split", "test", "--model", str(tmp_path / "no-model"), "--limit", "4",
@@ -105,8 +105,8 @@ def test_icm_label_split_test_warns_before_labelling(tmp_path, capsys):
 def test_icm_label_split_pool_does_not_warn(capsys):
     from argparse import Namespace
 
-    from icm_plugin.lmeval import cli
-    from icm_plugin.tasks import get_task
+    from icm_plugin.core.tasks import get_task
+    from icm_plugin.integrations.lmeval import cli
 
     cli.load_pool(Namespace(split="pool", data=None, limit=4), get_task("facts"))
     assert "warning" not in capsys.readouterr().err

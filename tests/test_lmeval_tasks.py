@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from icm_plugin.core.tasks import DEMO_SEPARATOR, get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.lmeval import split_pool, tasks_dir
-from icm_plugin.lmeval.hooks import balanced_accuracy, process_results
-from icm_plugin.lmeval.sources import LMEVAL_TASKS, load_task_examples
-from icm_plugin.tasks import DEMO_SEPARATOR, get_task
+from icm_plugin.integrations.lmeval import split_pool, tasks_dir
+from icm_plugin.integrations.lmeval.hooks import balanced_accuracy, process_results
+from icm_plugin.integrations.lmeval.sources import LMEVAL_TASKS, load_task_examples
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "icm"
@@ -143,7 +143,7 @@ def test_acc_and_balanced_accuracy():
 def test_balanced_accuracy_is_the_labelers_definition():
     import random
 
-    from icm_plugin.metrics import balanced_accuracy as labeler_balanced_accuracy
+    from icm_plugin.core.metrics import balanced_accuracy as labeler_balanced_accuracy
 
     rng = random.Random(0)
     for n in (1, 2, 7, 50):

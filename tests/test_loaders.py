@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from icm_plugin.core.loaders import load_examples
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.loaders import load_examples
-from icm_plugin.tasks import get_task
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icm"
 CLAIMS = get_task("claims")

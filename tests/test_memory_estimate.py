@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
 from icm_plugin.scoring.memory import GIB, forward_bytes, parse_size
 
 
@@ -114,9 +114,9 @@ def test_the_same_pool_runs_when_the_memory_suffices(tiny_model_dir, tmp_path):
 
 
 def test_the_batched_scorer_packs_only_as_many_rows_as_fit(tiny_model_dir):
-    from icm_plugin.models import load_model
     from icm_plugin.scoring.base import ScoreRequest
     from icm_plugin.scoring.batched import BatchedScorer
+    from icm_plugin.scoring.models import load_model
 
     model, tok = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     scorer = BatchedScorer(model, tok)

@@ -1,4 +1,4 @@
-"""Pins icm_plugin.models: alias conversion (once, atomic, locked), pass-through, errors, prefix-cache exactness."""
+"""Pins icm_plugin.scoring.models: alias conversion (once, atomic, locked), pass-through, errors, prefix-cache exactness."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from icm_plugin import hardware, models
 from icm_plugin.errors import ICMError
-from icm_plugin.models import alias_folder, load_model, model_display_name, resolve_model
+from icm_plugin.scoring import hardware, models
+from icm_plugin.scoring.models import alias_folder, load_model, model_display_name, resolve_model
 
 # ------------------------------------------------------------------------------------------------
 # Helpers

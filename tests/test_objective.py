@@ -9,8 +9,8 @@ import pytest
 from scripted import ScriptedScorer
 from test_search import TASK, pool, truth
 
-from icm_plugin.consistency import make_rule
-from icm_plugin.objective import Objective, evaluate, group_members, group_requests
+from icm_plugin.method.consistency import make_rule
+from icm_plugin.method.objective import Objective, evaluate, group_members, group_requests
 
 
 def _question(text: str) -> str:

@@ -2,7 +2,7 @@
 
 The shared TruthfulQA and GSM8K files list the true candidate first in every group. The search, the bootstrap
 baseline and the rule decoders work on the pool in an order drawn from the seed and the ids
-(``icm_plugin.examples.canonical_order``), so a model that reads "the first claim of a block is true", or a
+(``icm_plugin.core.examples.canonical_order``), so a model that reads "the first claim of a block is true", or a
 tie broken by position, cannot turn file order into labels.
 """
 
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from scripted import OrderSensitiveScorer
 
-from icm_plugin.baselines import group_argmax_labels
-from icm_plugin.bootstrap import Bootstrap
-from icm_plugin.consistency import rule_decode
-from icm_plugin.examples import Example, canonical_order
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
+from icm_plugin.core.examples import Example, canonical_order
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.baselines import group_argmax_labels
+from icm_plugin.method.bootstrap import Bootstrap
+from icm_plugin.method.consistency import rule_decode
+from icm_plugin.method.search import ICM, ICMConfig
 
 TASK = get_task("facts")
 

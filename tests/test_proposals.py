@@ -9,11 +9,11 @@ import random
 import numpy as np
 import pytest
 
-from icm_plugin import proposals
-from icm_plugin.consistency import make_rule
-from icm_plugin.examples import Example
-from icm_plugin.objective import Objective
-from icm_plugin.proposals import best_assignment
+from icm_plugin.core.examples import Example
+from icm_plugin.method import proposals
+from icm_plugin.method.consistency import make_rule
+from icm_plugin.method.objective import Objective
+from icm_plugin.method.proposals import best_assignment
 
 TERM = Objective().term
 

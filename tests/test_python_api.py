@@ -49,7 +49,7 @@ def test_python_api_writes_the_run_folder_the_cli_writes(tiny_model_dir, tmp_pat
     run = icm.label(icm.LabelJob(task="facts", limit=8, out=tmp_path / "api",
                                  model=icm.ModelSpec(str(tiny_model_dir)),
                                  config=icm.ICMConfig(seed=0, iterations=24)))
-    cli = subprocess.run([sys.executable, "-m", "icm_plugin.cli", "label", "--task", "facts", "--limit", "8",
+    cli = subprocess.run([sys.executable, "-m", "icm_plugin.cli.main", "label", "--task", "facts", "--limit", "8",
                           "--model", str(tiny_model_dir), "--seed", "0", "--iterations", "24",
                           "--out", str(tmp_path / "cli")], capture_output=True, text=True, timeout=600)
     assert cli.returncode == 0, cli.stderr[-2000:]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.cli import main
-from icm_plugin.search import ICM
+from icm_plugin.cli.main import main
+from icm_plugin.method.search import ICM
 
 BATCHES = ["000", "001", "002", "003"]
 
@@ -149,9 +149,9 @@ def test_executor_flags_need_a_batch_size(tiny_model_dir, tmp_path, capsys):
 
 
 def test_gpus_per_batch_a_local_model_takes_one_gpu_a_server_client_none(monkeypatch):
+    from icm_plugin.apps.executors import RayCluster
     from icm_plugin.errors import ICMError
-    from icm_plugin.executors import RayCluster
-    from icm_plugin.job import ModelSpec
+    from icm_plugin.method.job import ModelSpec
 
     cluster = object.__new__(RayCluster)
     served = ModelSpec(model_type="local-completions", model_args="base_url=http://127.0.0.1:8000/v1/completions")
@@ -167,10 +167,10 @@ def test_gpus_per_batch_a_local_model_takes_one_gpu_a_server_client_none(monkeyp
 def test_the_executor_choice_sets_the_runner_s_threads():
     from scripted import ScriptedScorer
 
-    from icm_plugin.batches import BatchRunner
+    from icm_plugin.apps.batches import BatchRunner
+    from icm_plugin.core.tasks import get_task
     from icm_plugin.errors import ICMError
-    from icm_plugin.search import ICMConfig
-    from icm_plugin.tasks import get_task
+    from icm_plugin.method.search import ICMConfig
 
     class Forkable(ScriptedScorer):
         parallel_capacity = 3
@@ -190,8 +190,8 @@ def test_the_executor_choice_sets_the_runner_s_threads():
 
 @pytest.mark.parametrize("address", ["head", "ray://head", "head:port"])
 def test_a_ray_address_without_a_port_is_refused(address):
+    from icm_plugin.apps.executors import check_reachable
     from icm_plugin.errors import ICMError
-    from icm_plugin.executors import check_reachable
 
     with pytest.raises(ICMError, match="is not host:port"):
         check_reachable(address)

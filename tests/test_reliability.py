@@ -1,14 +1,14 @@
-"""The gold-free reliability verdict (``icm_plugin.reliability``): its signals, its flag and its per-record marks."""
+"""The gold-free reliability verdict (``icm_plugin.method.reliability``): its signals, its flag and its per-record marks."""
 
 from __future__ import annotations
 
 import pytest
 from scripted import ScriptedScorer
 
-from icm_plugin.examples import Example
-from icm_plugin.reliability import THRESHOLDS, assess, merge_reliability, report_reliability, rotated
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
+from icm_plugin.core.examples import Example
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.reliability import THRESHOLDS, assess, merge_reliability, report_reliability, rotated
+from icm_plugin.method.search import ICM, ICMConfig
 
 TASK = get_task("facts")
 

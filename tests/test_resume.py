@@ -9,9 +9,9 @@ import pytest
 from scripted import OrderSensitiveScorer, ScriptedScorer
 from test_search import TASK, truth
 
+from icm_plugin.core.examples import Example
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.method.search import ICM, ICMConfig
 
 
 def mixed_pool() -> list[Example]:

@@ -8,13 +8,13 @@ import torch
 from tiny import tiny_sliding_gemma
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from icm_plugin.examples import Example
-from icm_plugin.objective import context_request, loo_contexts, loo_requests
+from icm_plugin.core.examples import Example
+from icm_plugin.core.tasks import get_task
+from icm_plugin.method.objective import context_request, loo_contexts, loo_requests
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.batched import BatchedScorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer, branch_cache, build_trie, trie_tokens
 from icm_plugin.scoring.reference import ReferenceScorer
-from icm_plugin.tasks import get_task
 
 TASK = get_task("facts")
 

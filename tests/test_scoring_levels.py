@@ -10,17 +10,17 @@ import torch
 from tiny import tiny_sliding_gemma
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from icm_plugin.bootstrap import group_loo_requests
+from icm_plugin.core.examples import Example
+from icm_plugin.core.loaders import group_key
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.loaders import group_key
-from icm_plugin.objective import loo_requests
+from icm_plugin.method.bootstrap import group_loo_requests
+from icm_plugin.method.objective import loo_requests
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.levels import LevelBatchedScorer
 from icm_plugin.scoring.prefix import PrefixSharingScorer
 from icm_plugin.scoring.reference import ReferenceScorer
 from icm_plugin.scoring.registry import make_scorer
-from icm_plugin.tasks import get_task
 
 TASK = get_task("facts")
 WORDS = ["The cat", "A dog", "The sun", "Water", "My friend", "The river", "Paris", "a fish", "the moon"]

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scripted import ScriptedScorer
 
+from icm_plugin.core.examples import Example
+from icm_plugin.core.metrics import accuracy
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.metrics import accuracy
-from icm_plugin.objective import evaluate
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
+from icm_plugin.method.objective import evaluate
+from icm_plugin.method.search import ICM, ICMConfig
 
 TASK = get_task("facts")
 
@@ -77,7 +77,7 @@ def test_same_seed_same_labels_other_seed_other_path():
 
 def _replay(probe, labels, records):
     """U before and after each repair the records describe, applied in order (violation, U before, U after)."""
-    from icm_plugin.consistency import Violation
+    from icm_plugin.method.consistency import Violation
 
     index = {e.id: i for i, e in enumerate(probe._pool)}
     cur, out = list(labels), []
@@ -239,7 +239,7 @@ def test_stops_at_a_fixed_point_of_its_proposals():
 
 
 def test_every_step_proposes_a_change_and_cools_on_accepted_flips():
-    from icm_plugin.annealing import temperature
+    from icm_plugin.method.annealing import temperature
 
     exs = pool(10)
     icm = fit(exs, ScriptedScorer(truth(exs), strength=0.4, herd=3.0), seed=1, start="seed")
@@ -333,8 +333,8 @@ def test_the_default_starts_from_the_models_own_labels_and_only_climbs():
     # rounds that relabel every group at once; the result is never below the best start round
     from scripted import OrderSensitiveScorer
 
-    from icm_plugin.baselines import zero_shot_scores
-    from icm_plugin.consistency import rule_decode
+    from icm_plugin.method.baselines import zero_shot_scores
+    from icm_plugin.method.consistency import rule_decode
 
     exs = pool(10)
     scorer = OrderSensitiveScorer(truth(exs), strength=0.3, herd=1.0)

@@ -8,8 +8,8 @@ import pytest
 from scripted import ScriptedScorer
 from test_search import TASK, truth
 
-from icm_plugin.examples import Example
-from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.core.examples import Example
+from icm_plugin.method.search import ICM, ICMConfig
 
 
 def test_int_group_ids_and_examples_without_a_group_are_one_pool():

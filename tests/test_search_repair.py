@@ -7,10 +7,10 @@ import numpy as np
 from scripted import ScriptedScorer
 from test_search import TASK, pool, truth
 
-from icm_plugin.checkpoint import SearchState
-from icm_plugin.examples import Example
-from icm_plugin.proposals import ExampleProposal
-from icm_plugin.search import ICM, ICMConfig
+from icm_plugin.core.examples import Example
+from icm_plugin.method.checkpoint import SearchState
+from icm_plugin.method.proposals import ExampleProposal
+from icm_plugin.method.search import ICM, ICMConfig
 
 
 def test_without_force_repair_no_step_is_a_no_op():

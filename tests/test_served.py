@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from scripted import ScriptedScorer
 
-from icm_plugin.batches import BatchRunner, merge_batches, split_by_group
+from icm_plugin.apps.batches import BatchRunner, merge_batches, split_by_group
+from icm_plugin.core.examples import Example
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
+from icm_plugin.method.search import ICMConfig
 from icm_plugin.scoring.served import InFlight, split_base_urls
-from icm_plugin.search import ICMConfig
-from icm_plugin.tasks import get_task
 
 TASK = get_task("facts")
 

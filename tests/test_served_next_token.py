@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icm_plugin.core.examples import Example
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import Example
-from icm_plugin.objective import loo_requests
+from icm_plugin.method.objective import loo_requests
+from icm_plugin.method.search import ICM, ICMConfig
 from icm_plugin.scoring.base import ScoreRequest
 from icm_plugin.scoring.lmeval_backend import LMEvalScorer
 from icm_plugin.scoring.next_token import NextTokenScorer, build_backend_scorer, pop_scoring_args
 from icm_plugin.scoring.registry import ModelSpec
-from icm_plugin.search import ICM, ICMConfig
-from icm_plugin.tasks import get_task
 
 TASK = get_task("facts")
 WORDS = tuple(TASK.label_words)
@@ -284,7 +284,7 @@ def gemma_server(llamacpp, tmp_path_factory):
 
 @pytest.mark.slow
 def test_gemma_through_the_server_gives_the_native_scorers_labels(gemma_server):
-    from icm_plugin.models import load_model
+    from icm_plugin.scoring.models import load_model
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
     model, tokenizer = load_model("gemma-3-270m", dtype="float32", device="cpu")
@@ -317,7 +317,7 @@ def test_gemma_through_the_server_gives_the_native_scorers_labels(gemma_server):
 
 @pytest.mark.slow
 def test_the_run_report_counts_the_label_scores_floored_outside_the_top_k(tiny_server, tiny_model_dir, tmp_path):
-    from icm_plugin.cli import main
+    from icm_plugin.cli.main import main
 
     out = tmp_path / "run"
     data = tmp_path / "pool.jsonl"

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
+from icm_plugin.core.examples import content_id, normalize_label
+from icm_plugin.core.loaders import load_examples, packaged_data_path, read_records
+from icm_plugin.core.tasks import get_task, load_task_file
 from icm_plugin.errors import ICMError
-from icm_plugin.examples import content_id, normalize_label
-from icm_plugin.loaders import load_examples, packaged_data_path, read_records
-from icm_plugin.objective import Objective
-from icm_plugin.tasks import get_task, load_task_file
+from icm_plugin.method.objective import Objective
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "icm"
 TOPICS = REPO / "examples" / "topics"
 
-# ---- the code the task files replaced (icm_plugin/tasks.py before issue 20), frozen here to compare with ----
+# ---- the code the task files replaced (icm_plugin/core/tasks.py before issue 20), frozen here to compare with ----
 OLD_CLAIM = "Question: {question}\nClaim: {choice}\nI think this claim is"
 OLD_COMPARISON = ("Question: {question}\nResponse 1: {choice}\nResponse 2: {choice_2}\n"
                   "Claim: Response 1 is better than Response 2.\nI think this claim is")
@@ -75,7 +75,7 @@ def test_builtin_task_files_give_todays_prompts_ids_groups_keys_and_gold(task):
     records = list(read_records(DATA[task]))[:400]
     examples = load_examples(DATA[task], spec) if len(records) < 400 else None
     if examples is None:
-        from icm_plugin.loaders import examples_from_records
+        from icm_plugin.core.loaders import examples_from_records
 
         examples = examples_from_records(records, spec, str(DATA[task]))
     assert len(examples) == len(records)
@@ -258,7 +258,7 @@ def test_two_label_log_probabilities_equal_the_old_prompts_on_a_model(tiny_model
     """Scores of the objective's requests through the task file equal those of the old templates' strings."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from icm_plugin.objective import group_members, group_requests
+    from icm_plugin.method.objective import group_members, group_requests
     from icm_plugin.scoring.base import ScoreRequest
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
@@ -266,7 +266,7 @@ def test_two_label_log_probabilities_equal_the_old_prompts_on_a_model(tiny_model
     scorer = PrefixSharingScorer(model, AutoTokenizer.from_pretrained(tiny_model_dir), OLD_LABEL_WORDS, "\n\n")
     for task in ("facts", "gsm8k", "alpaca"):
         spec = get_task(task)
-        from icm_plugin.loaders import examples_from_records
+        from icm_plugin.core.loaders import examples_from_records
 
         records = _shortest_groups(list(read_records(DATA[task])), 3)
         pool = examples_from_records(records, spec, str(DATA[task]))
@@ -292,7 +292,7 @@ def _shortest_groups(records, n):
 
 def _old_layout(pool, labels, order):
     """The objective's layout (groups in ``order``, divide and conquer), as (demo (id, label) pairs, query id)."""
-    from icm_plugin.objective import group_members, loo_contexts
+    from icm_plugin.method.objective import group_members, loo_contexts
 
     members = group_members(pool)
     contexts = loo_contexts(list(order))

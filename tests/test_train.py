@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin import bench_cli, cli
+from icm_plugin.apps.train import TrainConfig, encode_example, fine_tune, heldout_groups, training_labels
+from icm_plugin.cli import bench_cli
+from icm_plugin.cli import main as cli
+from icm_plugin.core.loaders import limit_pool, load_examples
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.lmeval.split import split_pool
-from icm_plugin.loaders import limit_pool, load_examples
-from icm_plugin.tasks import get_task
-from icm_plugin.train import TrainConfig, encode_example, fine_tune, heldout_groups, training_labels
+from icm_plugin.integrations.lmeval.split import split_pool
 
 FACTS = get_task("facts")
 
@@ -77,7 +78,7 @@ def test_saved_folder_reloads_with_plain_from_pretrained(trained, tiny_model_dir
 def test_stock_lm_eval_cli_loads_the_folder(trained, tmp_path):
     from lmeval_helpers import results_table, run_lm_eval
 
-    from icm_plugin.lmeval import tasks_dir
+    from icm_plugin.integrations.lmeval import tasks_dir
 
     proc = run_lm_eval(["--model", "hf", "--model_args", f"pretrained={trained}", "--include_path", str(tasks_dir()),
                         "--tasks", "icm_facts", "--limit", "4", "--batch_size", "4"])

@@ -54,7 +54,7 @@ def parse_model_args(model_args: str) -> dict[str, Any]:
 
 def resolve_aliases(args: dict[str, Any]) -> dict[str, Any]:
     """``pretrained=gemma-3-270m`` (or ``tokenizer=``) -> the alias's converted transformers folder."""
-    from icm_plugin.models import ALIASES, resolve_model
+    from icm_plugin.scoring.models import ALIASES, resolve_model
 
     out = dict(args)
     for key in _PATH_ARGS:
@@ -66,7 +66,7 @@ def resolve_aliases(args: dict[str, Any]) -> dict[str, Any]:
 
 def backend_display_name(model_type: str, model_args: str) -> str:
     """Short name of the model behind a backend, for run folders: its ``pretrained``/``model``, else the type."""
-    from icm_plugin.models import model_display_name
+    from icm_plugin.scoring.models import model_display_name
 
     args = parse_model_args(model_args)
     for key in ("pretrained", "model", "tokenizer"):

@@ -1,7 +1,7 @@
 """How much memory one forward of a transformers model needs, and how much the machine has for it.
 
 A prompt that fits the model's context can still need more memory than the machine has: with eager attention
-(the path Gemma models load with, see ``icm_plugin.models``) every layer materialises the attention scores of
+(the path Gemma models load with, see ``icm_plugin.scoring.models``) every layer materialises the attention scores of
 every head, ``rows x heads x new tokens x all tokens``, in the model's dtype, again as float32 for the
 softmax, and once more cast back. A 22k-token prompt on Gemma-3-270M needs about 18 GB for that alone. The
 scorers check this estimate before each forward and stop with an ICMError instead of being killed by the

@@ -7,7 +7,7 @@ branches, the cache is branched by reference, not copied (a ``DynamicCache`` ext
 chains under one node (the leaves of the trie: the last demonstration and the query) go through the model
 together as one batch, right-padded: padding after the last real token cannot change what the real tokens
 see under the causal mask, and a leaf's cache is never extended again. With leave-one-out prompts ordered by
-divide and conquer (see ``icm_plugin.objective``) this costs about n * L * log2(n) token-forwards instead of
+divide and conquer (see ``icm_plugin.method.objective``) this costs about n * L * log2(n) token-forwards instead of
 n^2 * L, and gives the same log-probabilities as the reference scorer for the same demonstration order.
 """
 

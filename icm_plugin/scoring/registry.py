@@ -54,13 +54,13 @@ class ModelSpec:
             from icm_plugin.scoring.lmeval_backend import backend_display_name
 
             return backend_display_name(self.model_type, self.model_args or "")
-        from icm_plugin.models import model_display_name
+        from icm_plugin.scoring.models import model_display_name
 
         return model_display_name(self.model)
 
     def run_facts(self) -> dict[str, Any]:
-        """What a checkpoint records of the model (``icm_plugin.checkpoint.RUN_FLAGS``): the unused side is None."""
-        from icm_plugin.hardware import resolve_dtype
+        """What a checkpoint records of the model (``icm_plugin.method.checkpoint.RUN_FLAGS``): the unused side is None."""
+        from icm_plugin.scoring.hardware import resolve_dtype
 
         backend = bool(self.model_type)
         return {"model": None if backend else self.model, "model_type": self.model_type or None,
@@ -83,7 +83,7 @@ def scorer_for(spec: ModelSpec, label_words, separator: str = "\n\n") -> Scorer:
         scorer: Scorer = build_backend_scorer(spec.model_type, spec.model_args or "", label_words, separator,
                                               device=spec.device)
     else:
-        from icm_plugin.models import load_model
+        from icm_plugin.scoring.models import load_model
 
         model, tokenizer = load_model(spec.model, dtype=spec.dtype, device=spec.device)
         scorer = make_scorer(spec.scorer, model, tokenizer, label_words, separator)

@@ -10,7 +10,7 @@ prompts by length instead, which scatters the shared prefixes.
 
 Several servers of the same model: ``base_url=URL1|URL2|...`` in ``--model-args`` builds one backend per URL.
 One search spreads its prompts over all of them; ``icm label --batch-size`` runs its batches on them at once
-(``LMEvalScorer.replicas``: one scorer per server, see ``icm_plugin.batches.BatchRunner``).
+(``LMEvalScorer.replicas``: one scorer per server, see ``icm_plugin.apps.batches.BatchRunner``).
 
 What the servers answer is checked here too: the label word is found in the echoed prompt tokens, and a
 server that returns no prompt log-probabilities, is down or does not answer in time is one clear ICMError.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.argilla.stack import LocalStack, default_home
+from icm_plugin.integrations.argilla.stack import LocalStack, default_home
 
 FACTS = [
     # (group, question, claim, label icm gave, confidence)
@@ -69,7 +69,7 @@ def icm_cli():
 
 def icm(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the `icm` command line in a child process (as a user would), capturing its output."""
-    return subprocess.run([sys.executable, "-m", "icm_plugin.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "icm_plugin.cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
@@ -94,7 +94,7 @@ def argilla_stack(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def client(argilla_stack):
-    from icm_plugin.argilla.client import connect
+    from icm_plugin.integrations.argilla.client import connect
 
     stack, _ = argilla_stack
     info = stack.status()  # read again: a test may have restarted the stack

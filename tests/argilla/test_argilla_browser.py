@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.argilla.client import find_dataset
-from icm_plugin.argilla.review import push_run
-from icm_plugin.cli import main
-from icm_plugin.run_folder import RunFolder
+from icm_plugin.cli.main import main
+from icm_plugin.core.run_folder import RunFolder
+from icm_plugin.integrations.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.review import push_run
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

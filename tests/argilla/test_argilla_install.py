@@ -14,8 +14,8 @@ import argilla as rg
 import pytest
 from venv_helpers import can_import, copy_checkout, extra_only_distributions, fresh_venv, pip
 
-from icm_plugin.argilla.client import find_dataset
-from icm_plugin.argilla.stack import LocalStack, default_home
+from icm_plugin.integrations.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.stack import LocalStack, default_home
 
 pytestmark = pytest.mark.argilla
 DATASET = "facts-review"
@@ -45,7 +45,7 @@ def test_readme_argilla_loop_in_a_fresh_venv_with_the_extra(tmp_path, tiny_model
         env.pop(key, None)
 
     def icm(*args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(python), "-m", "icm_plugin.cli", *args], cwd=tmp_path, env=env,
+        proc = subprocess.run([str(python), "-m", "icm_plugin.cli.main", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-3000:])
         return proc
@@ -78,6 +78,6 @@ def test_readme_argilla_loop_in_a_fresh_venv_with_the_extra(tmp_path, tiny_model
         records = {r.id: r for r in find_dataset(client, DATASET, "argilla").records(with_suggestions=True)}
         assert len(records) == 8 and records[ex_id].suggestions["label"].value == ["False", "True"][human]
     finally:
-        down = subprocess.run([str(python), "-m", "icm_plugin.cli", "argilla", "down"], cwd=tmp_path, env=env,
+        down = subprocess.run([str(python), "-m", "icm_plugin.cli.main", "argilla", "down"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr

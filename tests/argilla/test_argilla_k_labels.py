@@ -10,7 +10,7 @@ import json
 import argilla as rg
 import pytest
 
-from icm_plugin.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.client import find_dataset
 
 pytestmark = pytest.mark.argilla
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import argilla as rg
 import pytest
 
-from icm_plugin.argilla import cli as argilla_cli
-from icm_plugin.argilla.client import find_dataset
-from icm_plugin.cli import build_parser
+from icm_plugin.cli.main import build_parser
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.tasks import get_task
+from icm_plugin.integrations.argilla import cli as argilla_cli
+from icm_plugin.integrations.argilla.client import find_dataset
 
 pytestmark = pytest.mark.argilla
 
@@ -133,8 +133,8 @@ def test_clamped_rerun_keeps_the_human_label(client, dataset_name, server_args, 
 
 
 def test_data_survives_down_and_up_and_the_index_is_rebuilt(client, argilla_stack, run_dir, dataset_name, icm_cli):
-    from icm_plugin.argilla.review import push_run
-    from icm_plugin.run_folder import RunFolder
+    from icm_plugin.core.run_folder import RunFolder
+    from icm_plugin.integrations.argilla.review import push_run
 
     stack, _ = argilla_stack
     push_run(client, RunFolder.read(run_dir), dataset_name, echo=lambda _m: None)
@@ -152,7 +152,7 @@ def test_data_survives_down_and_up_and_the_index_is_rebuilt(client, argilla_stac
     status = icm_cli("argilla", "status", "--home", str(stack.home))
     assert status.returncode == 0 and after.credentials.api_key in status.stdout
 
-    from icm_plugin.argilla.client import connect
+    from icm_plugin.integrations.argilla.client import connect
 
     again = connect(after.url, after.credentials.api_key)
     ds = find_dataset(again, dataset_name, "argilla")

@@ -7,11 +7,11 @@ import json
 import argilla as rg
 import pytest
 
-from icm_plugin.argilla.client import find_dataset
-from icm_plugin.argilla.review import push_run
-from icm_plugin.cli import main
+from icm_plugin.cli.main import main
+from icm_plugin.core.run_folder import RunFolder
 from icm_plugin.errors import ICMError
-from icm_plugin.run_folder import RunFolder
+from icm_plugin.integrations.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.review import push_run
 
 pytestmark = pytest.mark.argilla
 
@@ -83,7 +83,7 @@ def test_repush_updates_in_place_no_duplicates_answers_kept(client, tmp_path, ma
 
 
 def test_interrupted_push_rerun_ends_with_one_record_per_example(client, run_dir, dataset_name, monkeypatch):
-    import icm_plugin.argilla.review as push_module
+    import icm_plugin.integrations.argilla.review as push_module
 
     monkeypatch.setattr(push_module, "BATCH_SIZE", 2)
     real = client.api.records.bulk_upsert

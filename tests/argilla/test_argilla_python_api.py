@@ -10,7 +10,7 @@ from pathlib import Path
 import argilla as rg
 import pytest
 
-from icm_plugin.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.client import find_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_python_api import readme_python_blocks, with_model  # noqa: E402

@@ -10,15 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from icm_plugin.argilla.answers import label_map
-from icm_plugin.argilla.client import RETRY, resolve_server
-from icm_plugin.argilla.review import conflict_records, review_records
-from icm_plugin.argilla.schema import label_values, plain_text, prompt_fields, question_title
-from icm_plugin.argilla.source import parse_field_map
-from icm_plugin.argilla.stack import LocalStack
+from icm_plugin.core.run_folder import RunFolder
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.run_folder import RunFolder
-from icm_plugin.tasks import get_task
+from icm_plugin.integrations.argilla.answers import label_map
+from icm_plugin.integrations.argilla.client import RETRY, resolve_server
+from icm_plugin.integrations.argilla.review import conflict_records, review_records
+from icm_plugin.integrations.argilla.schema import label_values, plain_text, prompt_fields, question_title
+from icm_plugin.integrations.argilla.source import parse_field_map
+from icm_plugin.integrations.argilla.stack import LocalStack
 
 
 def test_fields_follow_the_task_prompt():
@@ -155,7 +155,7 @@ def test_down_never_signals_a_recorded_pid_that_is_now_another_process(tmp_path)
 
 
 def test_cli_checks_flags_before_connecting(run_dir, capsys):
-    from icm_plugin.cli import main
+    from icm_plugin.cli.main import main
 
     assert main(["push", str(Path(run_dir) / "missing"), "--dataset", "d", "--api-url", "http://127.0.0.1:9",
                  "--api-key", "k"]) == 2
@@ -164,7 +164,7 @@ def test_cli_checks_flags_before_connecting(run_dir, capsys):
 
 def test_made_secrets_never_begin_with_a_dash(monkeypatch):
     # secrets.token_urlsafe begins with "-" one time in 64; such an API key read as an option after --api-key
-    from icm_plugin.argilla import stack as stack_module
+    from icm_plugin.integrations.argilla import stack as stack_module
 
     tokens = iter(["-starts-with-dash", "-again", "fine-key"])
     monkeypatch.setattr(stack_module.secrets, "token_urlsafe", lambda n: next(tokens))

@@ -10,11 +10,11 @@ from pathlib import Path
 import argilla as rg
 import pytest
 
-from icm_plugin.argilla.client import find_dataset
-from icm_plugin.argilla.review import push_run, review_records
-from icm_plugin.argilla.schema import WARNING, review_settings
+from icm_plugin.core.run_folder import RunFolder
 from icm_plugin.errors import ICMError
-from icm_plugin.run_folder import RunFolder
+from icm_plugin.integrations.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.review import push_run, review_records
+from icm_plugin.integrations.argilla.schema import WARNING, review_settings
 
 pytestmark = pytest.mark.argilla
 

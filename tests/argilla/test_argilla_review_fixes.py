@@ -16,14 +16,14 @@ import argilla as rg
 import httpx
 import pytest
 
-from icm_plugin.argilla import cli as argilla_cli
-from icm_plugin.argilla.client import find_dataset
-from icm_plugin.argilla.review import STALE_NOTE, push_run
-from icm_plugin.argilla.stack import LocalStack, _fresh_log
-from icm_plugin.cli import build_parser, main
+from icm_plugin.cli.main import build_parser, main
+from icm_plugin.core.run_folder import RunFolder
+from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
-from icm_plugin.run_folder import RunFolder
-from icm_plugin.tasks import get_task
+from icm_plugin.integrations.argilla import cli as argilla_cli
+from icm_plugin.integrations.argilla.client import find_dataset
+from icm_plugin.integrations.argilla.review import STALE_NOTE, push_run
+from icm_plugin.integrations.argilla.stack import LocalStack, _fresh_log
 
 pytestmark = pytest.mark.argilla
 

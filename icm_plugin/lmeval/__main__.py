@@ -1,5 +1,0 @@
-import sys
-
-from icm_plugin.lmeval.cli import main
-
-sys.exit(main())

@@ -1,0 +1,122 @@
+"""Is ICM likely wrong on this pool? Signals that need no gold, and the verdict a run reports.
+
+ICM returns the labelling its objective likes best. Where the model's most salient concept is not the truth (a
+feature more salient than truth: Canavan et al. 2026), that labelling is confidently wrong, and U alone cannot
+tell. Three signals that need no gold label:
+
+- ``agreement_zero_shot_rule``: the share of examples where ICM's label equals asking the model once, decoded
+  under the task's rule. Asking once is a weak but independent reading of the model; a search that ends far
+  from it has followed something the model does not say on its own.
+- ``margin``: U of the result minus U of the same labelling with every consistency group's labels rotated by
+  one member (pairs: swapped; an example alone or a task without groups: every label moved to the next one),
+  divided by alpha: how many nats per example the model's in-context predictions prefer the labelling to an
+  equally consistent alternative. Near 0, the model cannot tell the labelling from its rotation.
+- ``against_model``: the share of examples whose label is not the one the model finds most likely given the
+  final demonstrations (the rule chose it). Each such record is marked on its own (``records``), so a reviewer
+  can filter them.
+
+``flag`` is true when any signal is past its threshold (``THRESHOLDS``; how they were chosen, and how well they
+separate good runs from bad ones on the packaged and shared pools, is in docs/reliability.md). A flag says
+"review before trusting these labels", not "wrong".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from icm_plugin.core.examples import Example, group_key
+
+#: a run is flagged when agreement_zero_shot_rule is below, margin below, or against_model above these
+THRESHOLDS = {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0.25}
+
+
+def rotated(labels: Sequence[int], examples: Sequence[Example], k: int) -> list[int]:
+    """Every consistency group's labels rotated by one member (for pairs: swapped), keeping the rule's
+    consistency; a group of one gets the next label ((y + 1) mod k), as does every example when no group has
+    two members."""
+    members: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        members.setdefault(group_key(e), []).append(i)
+    out = list(labels)
+    for ms in members.values():
+        if len(ms) == 1 or len({labels[j] for j in ms}) == 1:
+            for j in ms:
+                out[j] = (labels[j] + 1) % k
+            continue
+        for a, b in zip(ms, ms[1:] + ms[:1], strict=True):
+            out[a] = labels[b]
+    return out
+
+
+def assess(icm: Any, examples: Sequence[Example], labels: Sequence[int], zero_shot_rule: Sequence[int] | None,
+           thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """The reliability verdict of a fitted ``ICM`` for its result ``labels`` (pool order).
+
+    Costs one evaluation (the rotated labelling); the result's own evaluation is the search's last one.
+    Returns ``{"flag", "reasons", "signals", "thresholds", "records"}``; ``records`` maps the id of every example
+    whose label the model itself finds less likely than another to ``{"p_label", "p_best", "best"}``.
+    """
+    limits = dict(THRESHOLDS if thresholds is None else thresholds)
+    k = len(icm.task.label_words)
+    final = icm.evaluate(list(labels))
+    alt = icm.evaluate(rotated(list(labels), examples, k))
+    records: dict[str, dict[str, Any]] = {}
+    for i, e in enumerate(examples):
+        lp = final.logprobs[i]
+        best = int(np.argmax(lp))
+        if best != labels[i] and lp[best] > lp[labels[i]]:
+            records[e.id] = {"p_label": round(float(np.exp(lp[labels[i]])), 4),
+                             "p_best": round(float(np.exp(lp[best])), 4), "best": best}
+    signals: dict[str, float | None] = {
+        "agreement_zero_shot_rule": (None if zero_shot_rule is None else
+                                     float(np.mean([a == b for a, b in zip(labels, zero_shot_rule, strict=True)]))),
+        "margin": (final.U - alt.U) / icm.config.alpha,
+        "against_model": len(records) / len(examples),
+    }
+    reasons = []
+    if signals["agreement_zero_shot_rule"] is not None and signals["agreement_zero_shot_rule"] < limits["agreement_zero_shot_rule"]:
+        reasons.append(f"ICM agrees with asking the model once (zero-shot + rule) on only "
+                       f"{signals['agreement_zero_shot_rule']:.0%} of the examples")
+    if signals["margin"] < limits["margin"]:
+        reasons.append(f"the model prefers these labels to the same labels rotated in each group by only "
+                       f"{signals['margin']:.2f} nats per example")
+    if signals["against_model"] > limits["against_model"]:
+        reasons.append(f"{signals['against_model']:.0%} of the labels are ones the model itself finds less likely "
+                       "than another given the final demonstrations")
+    return {"flag": bool(reasons), "reasons": reasons,
+            "signals": {key: (None if v is None else round(float(v), 4)) for key, v in signals.items()},
+            "thresholds": limits, "records": records}
+
+
+def report_reliability(verdict: dict[str, Any]) -> dict[str, Any]:
+    """report.json's ``reliability``: the verdict without its per-record list (labels.jsonl marks each record
+    ``against_model``), with the count of those records."""
+    return {k: v for k, v in verdict.items() if k != "records"} | {"records_against_model": len(verdict["records"])}
+
+
+def merge_reliability(parts: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """One verdict for a run labelled in batches: flagged when any batch is; signals are the n-weighted means
+    (the worst batch's verdict is in ``per_batch``). ``parts``: (batch size, report_reliability of the batch)."""
+    n = sum(size for size, _ in parts)
+    signals: dict[str, float | None] = {}
+    for key in THRESHOLDS:
+        vals = [(size, rel["signals"].get(key)) for size, rel in parts]
+        signals[key] = (None if any(v is None for _, v in vals) or not n else
+                        round(sum(size * v for size, v in vals) / n, 4))
+    reasons = [f"batch {b + 1}: {r}" for b, (_, rel) in enumerate(parts) for r in rel["reasons"]]
+    return {"flag": any(rel["flag"] for _, rel in parts), "reasons": reasons, "signals": signals,
+            "thresholds": dict(parts[0][1]["thresholds"]) if parts else dict(THRESHOLDS),
+            "records_against_model": sum(rel["records_against_model"] for _, rel in parts)}
+
+
+def reliability_line(rel: dict[str, Any]) -> str:
+    """The summary line `icm label` prints."""
+    sig = rel["signals"]
+    figures = ", ".join(f"{k} {v:.2f}" for k, v in sig.items() if v is not None)
+    if rel["flag"]:
+        return ("WARNING: these labels are likely wrong in places; review them before use: " + "; ".join(rel["reasons"])
+                + f" ({figures}; see report.json 'reliability', and labels.jsonl 'against_model')")
+    return f"reliability: not flagged ({figures})"
