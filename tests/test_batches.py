@@ -99,7 +99,7 @@ def test_per_batch_resume_skips_finished_batches_and_continues_the_interrupted_o
 
     def save_then_crash(self, path, state, *args):
         save(self, path, state, *args)
-        if path.parent.name == "001" and state["iteration"] == 2:
+        if path.parent.name == "001" and state.iteration == 2:
             raise KeyboardInterrupt  # killed right after step 2 of batch 1 was checkpointed
 
     monkeypatch.setattr(ICM, "_save_checkpoint", save_then_crash)
@@ -121,7 +121,7 @@ def test_per_batch_resume_skips_finished_batches_and_continues_the_interrupted_o
 
     loaded = []
     load = ICM._load_checkpoint
-    monkeypatch.setattr(ICM, "_load_checkpoint", lambda self, path, pool: loaded.append(path.parent.name) or load(self, path, pool))
+    monkeypatch.setattr(ICM, "_load_checkpoint", lambda self, path: loaded.append(path.parent.name) or load(self, path))
     resumed = Recording(truth, herd=1.0)
     summaries = run_batches(resumed, pool, crashed, resume=True)
     assert loaded == ["001"]  # the interrupted batch continued from its checkpoint

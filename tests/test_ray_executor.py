@@ -22,7 +22,7 @@ BATCHES = ["000", "001", "002", "003"]
 
 def label_args(model: Path, out: Path, *extra: str) -> list[str]:
     return ["label", "--task", "facts", "--model", str(model), "--limit", "16", "--seed", "2", "--dtype", "float32",
-            "--iterations", "6", "--batch-size", "4", "--out", str(out), *extra]
+            "--iterations", "6", "--start", "seed", "--batch-size", "4", "--out", str(out), *extra]  # seed start: steps to kill
 
 
 def labels_of(out: Path) -> list[tuple[str, int]]:
@@ -90,7 +90,7 @@ def test_a_killed_batch_resumes_alone_from_its_checkpoint_on_ray(cluster, sequen
 
     def save_then_die(self, path, state, *args):
         save(self, path, state, *args)
-        if path.parent.name == victim and state["iteration"] == 2:
+        if path.parent.name == victim and state.iteration == 2:
             raise KeyboardInterrupt  # killed right after its step 2 was checkpointed
 
     monkeypatch.setattr(ICM, "_save_checkpoint", save_then_die)
