@@ -41,7 +41,7 @@ from icm_plugin.core.tasks import get_task
 from icm_plugin.method.baselines import zero_shot_scores
 from icm_plugin.method.bootstrap import Bootstrap, rule_decode
 from icm_plugin.method.objective import group_members, group_requests
-from icm_plugin.method.reliability import assess
+from icm_plugin.method.reliability import THRESHOLDS, assess, judge
 from icm_plugin.method.search import ICM, ICMConfig
 
 
@@ -208,6 +208,42 @@ def merge_tables(blobs: list[dict]) -> tuple[list[dict], list[tuple[str, None]]]
     return complete, [(n, None) for n in names]
 
 
+def reliability_table(files: list[str]) -> str:
+    """One row per pool, seed and ICM setting of earlier ``--json`` files: ICM against zero-shot + rule and
+    bootstrap (balanced accuracy, gold), the gold-free signals, and the flag they give under today's
+    ``THRESHOLDS`` (so a change of thresholds is judged on the same runs). The target: flagged wherever ICM is
+    below zero-shot + rule, not flagged wherever ICM is at or above bootstrap."""
+    out = [f"thresholds: {THRESHOLDS}", "",
+           "| pool | model | seed | ICM | ICM bal. acc. | zero-shot + rule | bootstrap | agreement z-s + rule | "
+           "margin | against model | flag | should flag | should not flag |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    missed, conflicting, runs = [], 0, 0
+    for f in files:
+        blob = json.loads(Path(f).read_text())
+        for row in blob["rows"]:
+            for st in blob["settings"]:
+                r = row[f"icm:{st['name']}"]
+                if "reliability" not in r:
+                    continue
+                runs += 1
+                b, zr, bs = (r["balanced_accuracy"], row["zero_shot_rule"]["balanced_accuracy"],
+                             row["bootstrap"]["balanced_accuracy"])
+                sig = r["reliability"]["signals"]
+                flag = bool(judge(sig))
+                should, should_not = b < zr, b >= bs
+                conflicting += should and should_not
+                if (should and not flag) or (should_not and not should and flag):
+                    missed.append(f"{Path(f).stem} seed {row['seed']} {st['name']}")
+                agree = "–" if sig["agreement_zero_shot_rule"] is None else f"{sig['agreement_zero_shot_rule']:.3f}"
+                out.append(f"| {Path(f).stem} | {blob.get('model')} | {row['seed']} | {st['name']} | {b:.3f} | "
+                           f"{zr:.3f} | {bs:.3f} | {agree} | {sig['margin']:.3f} | {sig['against_model']:.3f} | "
+                           f"{'yes' if flag else 'no'} | {'yes' if should else 'no'} | {'yes' if should_not else 'no'} |")
+    out += ["", f"{runs} runs; {conflicting} both below zero-shot + rule and at or above bootstrap (the two targets "
+            "conflict there: counted as should flag); target missed on "
+            f"{len(missed)}: {', '.join(missed) or 'none'}"]
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="facts", help="a built-in task or a task file (any number of labels)")
@@ -221,7 +257,12 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--tables", nargs="+", metavar="JSON", help="print the tables of earlier --json files (their "
                     "ICM settings side by side, seed by seed; the baselines from the first) and exit")
+    ap.add_argument("--reliability", nargs="+", metavar="JSON", help="print the reliability table of earlier --json "
+                    "files (any pools, models, settings) under today's thresholds and exit")
     args = ap.parse_args()
+    if args.reliability:
+        print(reliability_table(args.reliability))
+        return
     if args.tables:
         blobs = [json.loads(Path(f).read_text()) for f in args.tables]
         rows, settings = merge_tables(blobs)

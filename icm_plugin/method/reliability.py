@@ -76,19 +76,27 @@ def assess(icm: Any, examples: Sequence[Example], labels: Sequence[int], zero_sh
         "margin": (final.U - alt.U) / icm.config.alpha,
         "against_model": len(records) / len(examples),
     }
+    reasons = judge(signals, limits)
+    return {"flag": bool(reasons), "reasons": reasons,
+            "signals": {key: (None if v is None else round(float(v), 4)) for key, v in signals.items()},
+            "thresholds": limits, "records": records}
+
+
+def judge(signals: dict[str, float | None], limits: dict[str, float] | None = None) -> list[str]:
+    """The reasons to flag a run with these signals (none: not flagged), under ``limits`` (``THRESHOLDS``)."""
+    limits = THRESHOLDS if limits is None else limits
     reasons = []
-    if signals["agreement_zero_shot_rule"] is not None and signals["agreement_zero_shot_rule"] < limits["agreement_zero_shot_rule"]:
-        reasons.append(f"ICM agrees with asking the model once (zero-shot + rule) on only "
-                       f"{signals['agreement_zero_shot_rule']:.0%} of the examples")
+    agree = signals.get("agreement_zero_shot_rule")
+    if agree is not None and agree < limits["agreement_zero_shot_rule"]:
+        reasons.append(f"ICM agrees with asking the model once (zero-shot + rule) on only {agree:.0%} of the "
+                       "examples")
     if signals["margin"] < limits["margin"]:
         reasons.append(f"the model prefers these labels to the same labels rotated in each group by only "
                        f"{signals['margin']:.2f} nats per example")
     if signals["against_model"] > limits["against_model"]:
         reasons.append(f"{signals['against_model']:.0%} of the labels are ones the model itself finds less likely "
                        "than another given the final demonstrations")
-    return {"flag": bool(reasons), "reasons": reasons,
-            "signals": {key: (None if v is None else round(float(v), 4)) for key, v in signals.items()},
-            "thresholds": limits, "records": records}
+    return reasons
 
 
 def report_reliability(verdict: dict[str, Any]) -> dict[str, Any]:
