@@ -58,7 +58,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available; with --model-type, as lm_eval --device: "
                         "lm-eval's default, cuda:0, which its hf model takes for the CPU without a GPU)")
-    p.add_argument("--limit", type=_int_at_least(0), default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 32 unless given; 0 = all)")
+    p.add_argument("--limit", type=_int_at_least(0), default=None, help="keep about N examples, whole consistency groups (embedded facts pool: 16 unless given; 0 = all)")
     p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--iterations", type=_int_at_least(1), default=None, help=f"search steps (default: {ICMConfig.iterations_per_example} x pool size)")
     p.add_argument("--rule", default=None, choices=RULE_CHOICES, help="override the task's consistency rule")

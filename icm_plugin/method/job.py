@@ -21,8 +21,9 @@ from icm_plugin.scoring.registry import ModelSpec
 __all__ = ["EMBEDDED_FACTS_LIMIT", "LabelHook", "LabelJob", "ModelSpec", "default_out", "hook_pool", "load_pool",
            "read_clamp_file"]
 
-# the embedded default job: 32 of the 520 packaged claims, so it finishes in minutes on 2 CPU cores
-EMBEDDED_FACTS_LIMIT = 32
+# the embedded default job: 16 of the 520 packaged claims (8 questions), so a fresh machine shows labels in about
+# three minutes on 2 CPU cores, set-up included (docs/speed.md); --limit 0 labels them all
+EMBEDDED_FACTS_LIMIT = 16
 
 
 class LabelHook:
@@ -58,7 +59,7 @@ class LabelJob:
     task: a built-in task name or a task file (an lm-eval task YAML, ``icm_plugin.core.tasks``); None: the task a
     hook defines (an Argilla dataset's own settings), else ``facts``. data: an ICM-format .json/.jsonl file, a Hugging Face
     dataset name or a ``save_to_disk`` folder (``NAME::split`` picks a split); None: the task's packaged pool.
-    limit: keep about this many examples, whole consistency groups (None: all; the packaged facts pool: 32;
+    limit: keep about this many examples, whole consistency groups (None: all; the packaged facts pool: 16;
     0: all). config: the search's hyperparameters, its seed included. rule: override the task's consistency
     rule. clamp: labels the search must keep: a jsonl of {id, label}, or a dict id -> 0/1. compare_to: an earlier run folder (same seed) to
     count what the clamps changed. out: the run folder (None: ``runs/<task>-<model>-seed<seed>``). resume:
