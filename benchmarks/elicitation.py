@@ -215,8 +215,8 @@ def reliability_table(files: list[str]) -> str:
     below zero-shot + rule, not flagged wherever ICM is at or above bootstrap."""
     out = [f"thresholds: {THRESHOLDS}", "",
            "| pool | model | seed | ICM | ICM bal. acc. | zero-shot + rule | bootstrap | agreement z-s + rule | "
-           "margin | against model | flag | should flag | should not flag |",
-           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+           "margin | against model | majority share | flag | should flag | should not flag |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     missed, conflicting, runs = [], 0, 0
     for f in files:
         blob = json.loads(Path(f).read_text())
@@ -228,7 +228,8 @@ def reliability_table(files: list[str]) -> str:
                 runs += 1
                 b, zr, bs = (r["balanced_accuracy"], row["zero_shot_rule"]["balanced_accuracy"],
                              row["bootstrap"]["balanced_accuracy"])
-                sig = r["reliability"]["signals"]
+                sig = dict(r["reliability"]["signals"])
+                sig.setdefault("majority_share", max(r["label_shares"]))  # runs measured before it was a signal
                 flag = bool(judge(sig))
                 should, should_not = b < zr, b >= bs
                 conflicting += should and should_not
@@ -237,6 +238,7 @@ def reliability_table(files: list[str]) -> str:
                 agree = "–" if sig["agreement_zero_shot_rule"] is None else f"{sig['agreement_zero_shot_rule']:.3f}"
                 out.append(f"| {Path(f).stem} | {blob.get('model')} | {row['seed']} | {st['name']} | {b:.3f} | "
                            f"{zr:.3f} | {bs:.3f} | {agree} | {sig['margin']:.3f} | {sig['against_model']:.3f} | "
+                           f"{sig['majority_share']:.3f} | "
                            f"{'yes' if flag else 'no'} | {'yes' if should else 'no'} | {'yes' if should_not else 'no'} |")
     out += ["", f"{runs} runs; {conflicting} both below zero-shot + rule and at or above bootstrap (the two targets "
             "conflict there: counted as should flag); target missed on "

@@ -67,10 +67,24 @@ def test_far_from_asking_once_is_flagged_and_labels_against_the_model_are_marked
 
 def test_batches_merge_to_one_verdict():
     good = {"flag": False, "reasons": [], "signals": {"agreement_zero_shot_rule": 1.0, "margin": 2.0,
-                                                      "against_model": 0.0}, "thresholds": THRESHOLDS, "records": {}}
+                                                      "against_model": 0.0, "majority_share": 0.5},
+            "thresholds": THRESHOLDS, "records": {}}
     bad = {"flag": True, "reasons": ["x"], "signals": {"agreement_zero_shot_rule": 0.5, "margin": 0.0,
-                                                       "against_model": 0.5}, "thresholds": THRESHOLDS,
-           "records": {"a": {}, "b": {}}}
+                                                       "against_model": 0.5, "majority_share": 0.9},
+           "thresholds": THRESHOLDS, "records": {"a": {}, "b": {}}}
     merged = merge_reliability([(30, report_reliability(good)), (10, report_reliability(bad))])
     assert merged["flag"] and merged["reasons"] == ["batch 2: x"] and merged["records_against_model"] == 2
-    assert merged["signals"] == {"agreement_zero_shot_rule": 0.875, "margin": 1.5, "against_model": 0.125}
+    assert merged["signals"] == {"agreement_zero_shot_rule": 0.875, "margin": 1.5, "against_model": 0.125,
+                                 "majority_share": 0.6}
+
+
+def test_a_labelling_collapsed_to_one_class_is_flagged():
+    # the objective's trap: with no rule, a strong herd effect wins over weak knowledge and every claim gets one
+    # label; the rotation cannot expose it (every group is one label), the label shares do
+    exs = pairs(12)
+    icm = ICM(ScriptedScorer(truth(exs), strength=0.2, herd=8.0), TASK, ICMConfig(seed=0, start="seed"),
+              rule="none").fit(exs, progress=False)
+    assert len(set(icm.labels_)) == 1
+    verdict = assess(icm, exs, icm.labels_, [e.label for e in exs])
+    assert verdict["signals"]["majority_share"] == 1.0 and verdict["flag"]
+    assert any("collapsed to one class" in r for r in verdict["reasons"])

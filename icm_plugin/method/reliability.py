@@ -14,6 +14,9 @@ tell. Three signals that need no gold label:
 - ``against_model``: the share of examples whose label is not the one the model finds most likely given the
   final demonstrations (the rule chose it). Each such record is marked on its own (``records``), so a reviewer
   can filter them.
+- ``majority_share``: the share of the most common label. A one-class labelling is the objective's best-known
+  trap (a small model predicts its own majority label well); a rotation cannot expose it when no rule ties the
+  members of a group to different labels (the margin then compares it with the other class).
 
 ``flag`` is true when any signal is past its threshold (``THRESHOLDS``; how they were chosen, and how well they
 separate good runs from bad ones on the packaged and shared pools, is in docs/reliability.md). A flag says
@@ -29,8 +32,9 @@ import numpy as np
 
 from icm_plugin.core.examples import Example, group_key
 
-#: a run is flagged when agreement_zero_shot_rule is below, margin below, or against_model above these
-THRESHOLDS = {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0.25}
+#: a run is flagged when agreement_zero_shot_rule is below, margin below, or against_model or majority_share above
+#: these
+THRESHOLDS = {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0.25, "majority_share": 0.9}
 
 
 def rotated(labels: Sequence[int], examples: Sequence[Example], k: int) -> list[int]:
@@ -75,6 +79,7 @@ def assess(icm: Any, examples: Sequence[Example], labels: Sequence[int], zero_sh
                                      float(np.mean([a == b for a, b in zip(labels, zero_shot_rule, strict=True)]))),
         "margin": (final.U - alt.U) / icm.config.alpha,
         "against_model": len(records) / len(examples),
+        "majority_share": float(np.max(np.bincount(np.asarray(labels, dtype=int), minlength=k))) / len(examples),
     }
     reasons = judge(signals, limits)
     return {"flag": bool(reasons), "reasons": reasons,
@@ -96,6 +101,10 @@ def judge(signals: dict[str, float | None], limits: dict[str, float] | None = No
     if signals["against_model"] > limits["against_model"]:
         reasons.append(f"{signals['against_model']:.0%} of the labels are ones the model itself finds less likely "
                        "than another given the final demonstrations")
+    share = signals.get("majority_share")
+    if share is not None and share > limits.get("majority_share", 1.0):
+        reasons.append(f"{share:.0%} of the examples got one label: the labelling may have collapsed to one class "
+                       "(for a small model a one-class labelling is very predictable)")
     return reasons
 
 

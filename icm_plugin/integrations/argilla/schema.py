@@ -55,6 +55,8 @@ SIGNALS = {
     "against_model": ("above", "the share of examples whose label the model itself finds less likely than "
                       "another given the final demonstrations (the rule chose it): the `against_model = yes` "
                       "records"),
+    "majority_share": ("above", "the share of the most common label; near 1 the labelling may have collapsed to "
+                       "one class, the objective's best-known trap"),
 }
 
 CONFLICT_GUIDELINES = """\
