@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, group_key
+from icm_plugin.core.examples import Example
+from icm_plugin.method.objective import group_members
 
 #: a run is flagged when agreement_zero_shot_rule is below, margin below, or against_model or majority_share above
 #: these
@@ -39,13 +40,10 @@ THRESHOLDS = {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0
 
 def rotated(labels: Sequence[int], examples: Sequence[Example], k: int) -> list[int]:
     """Every consistency group's labels rotated by one member (for pairs: swapped), keeping the rule's
-    consistency; a group of one gets the next label ((y + 1) mod k), as does every example when no group has
-    two members."""
-    members: dict[str, list[int]] = {}
-    for i, e in enumerate(examples):
-        members.setdefault(group_key(e), []).append(i)
+    consistency; a group of one, or one whose members all share a label (where rotating would change nothing),
+    gets the next label ((y + 1) mod k) on every member."""
     out = list(labels)
-    for ms in members.values():
+    for ms in group_members(examples).values():
         if len(ms) == 1 or len({labels[j] for j in ms}) == 1:
             for j in ms:
                 out[j] = (labels[j] + 1) % k

@@ -216,9 +216,7 @@ class ICM:
             labels[i] = int(y)
         cur = self._evaluate(labels)
         labels, cur, fixes = self._consistency_fix(labels, cur, touched=None, iteration=0)
-        history = [{"iteration": 0, "example": None, "proposed": None, "accepted": True, "T": None,
-                    "U": cur.U, "P": cur.mutual_predictability, "I": cur.inconsistencies,
-                    "labelled": _count(labels), "changes": {str(i): y for i, y in enumerate(labels) if y is not None}}]
+        history = [self._record(0, labels, cur, {str(i): y for i, y in enumerate(labels) if y is not None})]
         state = SearchState(labels, cur, history=history, conflicts=fixes)
         state.note_best()
         return state, rng
