@@ -34,13 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, canonical_order
+from icm_plugin.core.examples import Example, Groups, canonical_order
 from icm_plugin.core.loaders import load_examples
 from icm_plugin.core.metrics import accuracy, balanced_accuracy
 from icm_plugin.core.tasks import get_task
 from icm_plugin.method.baselines import zero_shot_scores
 from icm_plugin.method.bootstrap import Bootstrap, rule_decode
-from icm_plugin.method.objective import group_members, group_requests
+from icm_plugin.method.objective import group_requests
 from icm_plugin.method.reliability import THRESHOLDS, assess, judge
 from icm_plugin.method.search import ICM, ICMConfig
 
@@ -49,7 +49,7 @@ def draw_pool(examples: list[Example], pairs: int, seed: int) -> list[Example]:
     """``pairs`` groups drawn at random by ``seed``, every member of each, in file order (0: all)."""
     if pairs <= 0:
         return list(examples)
-    members = group_members(examples)
+    members = Groups(examples).members
     groups = sorted(members)
     chosen = set(np.random.default_rng(seed).choice(len(groups), size=pairs, replace=False).tolist())
     keep = sorted(i for k in chosen for i in members[groups[k]])
@@ -59,7 +59,7 @@ def draw_pool(examples: list[Example], pairs: int, seed: int) -> list[Example]:
 def flipped(labels: list[int], pool: list[Example]) -> list[int]:
     """Gold with every group's labels rotated by one member (for pairs: swapped): just as consistent."""
     out = list(labels)
-    for ms in group_members(pool).values():
+    for ms in Groups(pool).members.values():
         for a, b in zip(ms, ms[1:] + ms[:1], strict=True):
             out[a] = labels[b]
     return out

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from scoring import random_labelled_requests  # benchmarks/scoring.py (this script's folder is on sys.path)
 
-from icm_plugin.core.loaders import group_key, load_examples
+from icm_plugin.core.examples import group_key
+from icm_plugin.core.loaders import load_examples
 from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
 from icm_plugin.method.bootstrap import group_loo_requests

@@ -12,8 +12,7 @@ from scripted import ScriptedScorer
 
 from icm_plugin.apps.batches import BatchRunner, merge_batches, split_by_group
 from icm_plugin.cli.main import main
-from icm_plugin.core.examples import Example
-from icm_plugin.core.loaders import group_key
+from icm_plugin.core.examples import Example, group_key
 from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
 from icm_plugin.method.search import ICM, ICMConfig

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from icm_plugin.core.examples import Example
-from icm_plugin.core.loaders import group_key
+from icm_plugin.core.examples import Example, group_key
 from icm_plugin.integrations.lmeval import is_test_group, split_pool
 from icm_plugin.integrations.lmeval.sources import LMEVAL_TASKS, load_task_examples
 

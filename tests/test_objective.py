@@ -9,8 +9,9 @@ import pytest
 from scripted import ScriptedScorer
 from test_search import TASK, pool, truth
 
+from icm_plugin.core.examples import Groups
 from icm_plugin.method.consistency import make_rule
-from icm_plugin.method.objective import Objective, evaluate, group_members, group_requests
+from icm_plugin.method.objective import Objective, evaluate, group_requests
 
 
 def _question(text: str) -> str:
@@ -20,7 +21,7 @@ def _question(text: str) -> str:
 def test_group_context_never_shows_the_own_group():
     exs = pool(8)
     labels = [e.label for e in exs]
-    order = sorted(group_members(exs))
+    order = sorted(Groups(exs).members)
     index, reqs = group_requests(TASK, exs, labels, order, context="group")
     assert sorted(index) == list(range(len(exs)))
     for r in reqs:
@@ -33,8 +34,8 @@ def test_loo_context_is_every_other_example_in_one_order_as_the_authors_lay_it_o
     # member sits at its group's place in that order, not right before the query
     exs = pool(8)
     labels = [e.label for e in exs]
-    order = sorted(group_members(exs))
-    members = group_members(exs)
+    order = sorted(Groups(exs).members)
+    members = Groups(exs).members
     everything = [TASK.demonstration(exs[j], labels[j]) for g in order for j in members[g]]
     index, reqs = group_requests(TASK, exs, labels, order, context="loo")
     assert index == [j for g in order for j in members[g]]
@@ -47,7 +48,7 @@ def test_loo_context_is_every_other_example_in_one_order_as_the_authors_lay_it_o
 def test_members_of_a_group_share_one_context_and_unlabelled_groups_add_none():
     exs = pool(8)
     labels = [e.label if i < 8 else None for i, e in enumerate(exs)]  # groups 0-3 labelled
-    index, reqs = group_requests(TASK, exs, labels, sorted(group_members(exs)))
+    index, reqs = group_requests(TASK, exs, labels, sorted(Groups(exs).members))
     by_group: dict[str, set] = {}
     for i, r in zip(index, reqs, strict=True):
         by_group.setdefault(exs[i].consistency_id, set()).add(r.demos)
@@ -91,12 +92,12 @@ def test_u_is_alpha_times_mean_term_minus_violations():
     labels[0] = labels[1] = 1  # one True/True pair
     for scale in ("logodds", "logprob"):
         obj = Objective(alpha=50.0, scale=scale)
-        ev = evaluate(scorer, TASK, rule, exs, labels, [sorted(group_members(exs))], obj)
+        ev = evaluate(scorer, TASK, rule, exs, labels, [sorted(Groups(exs).members)], obj)
         terms = [obj.term(ev.logprobs[i], labels[i]) for i in range(len(exs))]
         assert ev.inconsistencies == 1
         assert ev.U == pytest.approx(50.0 * (np.mean(terms) - obj.chance()) - 1)
         assert set(ev.logprobs) == set(range(len(exs)))
-        authors = evaluate(scorer, TASK, rule, exs, labels, [sorted(group_members(exs))],
+        authors = evaluate(scorer, TASK, rule, exs, labels, [sorted(Groups(exs).members)],
                            Objective(alpha=50.0, scale=scale, normalise="labelled"))
         assert authors.U == pytest.approx(50.0 * np.mean(terms) - 1)
 
@@ -108,7 +109,7 @@ def test_pool_normalisation_counts_unlabelled_examples_as_chance():
     half = [e.label if i < 6 else None for i, e in enumerate(exs)]
     for scale in ("logodds", "logprob"):
         obj = Objective(scale=scale)
-        ev = evaluate(scorer, TASK, rule, exs, half, [sorted(group_members(exs))], obj)
+        ev = evaluate(scorer, TASK, rule, exs, half, [sorted(Groups(exs).members)], obj)
         gains = [obj.term(ev.logprobs[i], half[i]) - obj.chance() for i in range(6)]
         assert ev.mutual_predictability == pytest.approx(sum(gains) / len(exs))
 
@@ -117,7 +118,7 @@ def test_group_scores_do_not_depend_on_the_groups_own_labels():
     exs = pool(6)
     scorer = ScriptedScorer(truth(exs), strength=1.0, herd=2.0)
     rule = make_rule("exactly_one", exs)
-    order = sorted(group_members(exs))
+    order = sorted(Groups(exs).members)
     a = [e.label for e in exs]
     b = list(a)
     b[0] = b[1] = 0  # relabel group g0 (the herd scorer reads the share of True demonstrations)
@@ -132,7 +133,7 @@ def test_several_orders_average_the_layouts_log_probabilities():
     scorer = ScriptedScorer(truth(exs), strength=1.0, herd=2.0)
     rule = make_rule("exactly_one", exs)
     labels = [e.label if i != 3 else None for i, e in enumerate(exs)]
-    a, b = sorted(group_members(exs)), sorted(group_members(exs), reverse=True)
+    a, b = sorted(Groups(exs).members), sorted(Groups(exs).members, reverse=True)
     ea, eb, both = (evaluate(scorer, TASK, rule, exs, labels, orders, Objective()) for orders in ([a], [b], [a, b]))
     for i in range(len(exs)):
         mean = (ea.logprobs[i] + eb.logprobs[i]) / 2

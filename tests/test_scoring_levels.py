@@ -10,8 +10,7 @@ import torch
 from tiny import tiny_sliding_gemma
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from icm_plugin.core.examples import Example
-from icm_plugin.core.loaders import group_key
+from icm_plugin.core.examples import Example, group_key
 from icm_plugin.core.tasks import get_task
 from icm_plugin.errors import ICMError
 from icm_plugin.method.bootstrap import group_loo_requests

@@ -258,7 +258,8 @@ def test_two_label_log_probabilities_equal_the_old_prompts_on_a_model(tiny_model
     """Scores of the objective's requests through the task file equal those of the old templates' strings."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from icm_plugin.method.objective import group_members, group_requests
+    from icm_plugin.core.examples import Groups
+    from icm_plugin.method.objective import group_requests
     from icm_plugin.scoring.base import ScoreRequest
     from icm_plugin.scoring.prefix import PrefixSharingScorer
 
@@ -271,7 +272,7 @@ def test_two_label_log_probabilities_equal_the_old_prompts_on_a_model(tiny_model
         records = _shortest_groups(list(read_records(DATA[task])), 3)
         pool = examples_from_records(records, spec, str(DATA[task]))
         labels = [e.label for e in pool]
-        order = sorted(group_members(pool))
+        order = sorted(Groups(pool).members)
         _, new = group_requests(spec, pool, labels, order)
         old_prompt = {ex.id: old_example(task, r)[4] for (_, r), ex in zip(records, pool, strict=True)}
         old = [ScoreRequest(tuple(old_prompt[d_id] + OLD_LABEL_WORDS[lab] for d_id, lab in demos), old_prompt[q_id])
@@ -292,9 +293,10 @@ def _shortest_groups(records, n):
 
 def _old_layout(pool, labels, order):
     """The objective's layout (groups in ``order``, divide and conquer), as (demo (id, label) pairs, query id)."""
-    from icm_plugin.method.objective import group_members, loo_contexts
+    from icm_plugin.core.examples import Groups
+    from icm_plugin.method.objective import loo_contexts
 
-    members = group_members(pool)
+    members = Groups(pool).members
     contexts = loo_contexts(list(order))
     out = []
     for g in order:

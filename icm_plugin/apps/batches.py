@@ -33,7 +33,7 @@ from typing import Any
 
 from icm_plugin.apps.executors import RayCluster, check_executor, is_served, task_device
 from icm_plugin.apps.preflight import check_checkpoint, check_clamp, check_pool_memory, rule_coverage
-from icm_plugin.core.examples import Example, group_key
+from icm_plugin.core.examples import Example, Groups
 from icm_plugin.core.run_folder import RunFolder
 from icm_plugin.core.rundir import RunDir
 from icm_plugin.core.tasks import Task, write_task_file
@@ -67,9 +67,7 @@ def split_by_group(examples: Sequence[Example], batch_size: int) -> list[list[Ex
     """
     if batch_size < 1:
         raise ICMError(f"--batch-size must be at least 1, got {batch_size}")
-    groups: dict[str, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(group_key(ex), []).append(i)
+    groups = Groups(examples).members
     dealt = [groups[g] for g in sorted(groups, key=lambda g: hashlib.sha1(g.encode()).hexdigest())]
     n_batches = max(1, math.ceil(len(examples) / batch_size))
     while True:  # the fewest batches whose even share leaves no remainder batch

@@ -7,13 +7,12 @@ Every refusal is one ICMError naming the file, id, flag or record and the fix.
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from icm_plugin.core.examples import Example, canonical_order
+from icm_plugin.core.examples import Example, Groups, canonical_order
 from icm_plugin.core.tasks import Task
 from icm_plugin.errors import ICMError
 from icm_plugin.method.checkpoint import check_resume, read_checkpoint
@@ -53,8 +52,7 @@ def rule_coverage(examples: Sequence[Example], rule: str, source: str) -> dict[s
     A rule other than ``none`` with no group checks nothing, and its 0 inconsistencies mean nothing: that is
     warned about on stderr and said in the report (``rule_note``).
     """
-    sizes = Counter(e.consistency_id for e in examples if e.consistency_id is not None)
-    groups = sum(1 for n in sizes.values() if n > 1)
+    groups = Groups(examples).checkable()
     out: dict[str, Any] = {"consistency_groups": groups}
     if rule != "none" and groups == 0:
         note = (f"rule {rule!r} checks pairs inside consistency groups, but no two examples of {source} share a "

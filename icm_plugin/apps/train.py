@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, group_key
+from icm_plugin.core.examples import Example, Groups, group_key
 from icm_plugin.core.tasks import Task
 from icm_plugin.errors import ICMError
 
@@ -116,7 +116,7 @@ def training_labels(source: str, pool: Sequence[Example], test: Sequence[Example
 
 def heldout_groups(examples: Sequence[Example], fraction: float, seed: int) -> set[str]:
     """Consistency groups held out from training: ``fraction`` of them (at least one when there are two)."""
-    groups = sorted({group_key(e) for e in examples})
+    groups = sorted(Groups(examples).members)
     if len(groups) < 2 or fraction <= 0:
         return set()
     k = min(len(groups) - 1, max(1, round(fraction * len(groups))))

@@ -65,6 +65,43 @@ def group_key(ex: Example) -> str:
     return str(ex.consistency_id) if ex.consistency_id is not None else f"__single__{ex.id}"
 
 
+class Groups:
+    """The pool's consistency groups, built once from ``group_key``: the one view every part reads.
+
+    The rules (``ConsistencyRule``, ``rule_decode``), the prompt layout (``objective.group_requests``), the
+    search's proposals, the baselines (``group_argmax_labels``, ``Bootstrap``), the reliability rotation, the
+    reports (``metrics.slot_table``, ``preflight.rule_coverage``) and the splits (batches, ``--limit``,
+    ``icm train``'s held-out groups) take their groups from it, so "which examples go together" has one answer.
+
+    ``members``: pool indices by group, groups in order of first member, members in ``order`` (the pool's own
+    order unless given, e.g. ``canonical_order``'s). ``key[i]``: example ``i``'s group. ``ruled``: the groups a
+    rule constrains, those of examples that have a ``consistency_id`` (an example without one is a group of its
+    own that no rule checks).
+    """
+
+    __slots__ = ("key", "members", "ruled")
+
+    def __init__(self, examples: Sequence[Example], order: Sequence[int] | None = None):
+        self.key: tuple[str, ...] = tuple(group_key(e) for e in examples)
+        members: dict[str, list[int]] = {}
+        for i in (range(len(examples)) if order is None else order):
+            members.setdefault(self.key[i], []).append(i)
+        self.members: dict[str, list[int]] = members
+        self.ruled: dict[str, list[int]] = {g: ms for g, ms in members.items()
+                                            if examples[ms[0]].consistency_id is not None}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def of(self, i: int) -> list[int]:
+        """The members of example ``i``'s group (``i`` among them)."""
+        return self.members[self.key[i]]
+
+    def checkable(self) -> int:
+        """How many groups a rule can check: ruled groups of two or more."""
+        return sum(1 for ms in self.ruled.values() if len(ms) > 1)
+
+
 def canonical_order(examples: Sequence[Example], seed: int = 0) -> list[int]:
     """A permutation of the pool's indices drawn from ``seed`` and the examples' ids alone, never file position.
 

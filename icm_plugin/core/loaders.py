@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from icm_plugin.core.examples import Example, content_id, group_key, label_index, normalize_label
+from icm_plugin.core.examples import Example, Groups, content_id, label_index, normalize_label
 from icm_plugin.core.task_files import field_or_template, is_template
 from icm_plugin.core.tasks import EXAMPLE_SLOTS, Task
 from icm_plugin.errors import ICMError
@@ -232,15 +232,13 @@ def limit_pool(examples: list[Example], limit: int) -> list[Example]:
     """Keep at most ``limit`` examples, whole groups only, groups picked in a stable hashed order."""
     if limit <= 0:
         raise ICMError(f"--limit must be positive, got {limit}")
-    groups: dict[str, list[Example]] = {}
-    for ex in examples:
-        groups.setdefault(group_key(ex), []).append(ex)
+    groups = Groups(examples).members
     order = sorted(groups, key=lambda g: hashlib.sha1(g.encode()).hexdigest())
     kept: list[Example] = []
     for g in order:
         if len(kept) + len(groups[g]) > limit and kept:
             continue
-        kept.extend(groups[g])
+        kept.extend(examples[i] for i in groups[g])
         if len(kept) >= limit:
             break
     keep_ids = {e.id for e in kept}

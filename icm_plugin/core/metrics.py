@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from icm_plugin.core.examples import Example
+from icm_plugin.core.examples import Example, Groups
 
 
 def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
@@ -43,15 +43,10 @@ def slot_table(examples: Sequence[Example], pred: Sequence[int]) -> dict[str, fl
 
     If labels follow the slot rather than the content (e.g. "the first candidate is True"), this shows it.
     """
-    slots: dict[str, int] = {}
-    seen: dict[str, int] = defaultdict(int)
-    for ex in examples:
-        g = ex.consistency_id if ex.consistency_id is not None else ex.id
-        slots[ex.id] = seen[g]
-        seen[g] += 1
     by_slot: dict[int, list[int]] = defaultdict(list)
-    for ex, y in zip(examples, pred, strict=True):
-        by_slot[slots[ex.id]].append(y)
+    for members in Groups(examples).members.values():
+        for slot, i in enumerate(members):
+            by_slot[slot].append(pred[i])
     return {f"slot_{s}": float(np.mean(v)) for s, v in sorted(by_slot.items())}
 
 

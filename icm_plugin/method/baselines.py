@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, canonical_order, group_key
+from icm_plugin.core.examples import Example, Groups, canonical_order
 from icm_plugin.core.tasks import Task
 from icm_plugin.scoring.base import Scorer, ScoreRequest
 
@@ -25,14 +25,11 @@ def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example], true: i
     """Two labels: per consistency group, the candidate with the highest p(true) is true, the others false; a group
     of one (or an example without a group) is true when the model prefers true, as ``rule_decode`` leaves it."""
     margin = scores[:, true] - scores[:, 1 - true]
-    best: dict[str, int] = {}
-    size: dict[str, int] = {}
-    for i in canonical_order(examples):  # ties break by the ids, not by file position
-        g = group_key(examples[i])
-        size[g] = size.get(g, 0) + 1
-        if g not in best or margin[i] > margin[best[g]]:
-            best[g] = i
-    chosen = {i for g, i in best.items() if size[g] > 1 or margin[i] > 0}
+    chosen = set()
+    for ms in Groups(examples, canonical_order(examples)).members.values():  # ties break by the ids
+        best = max(ms, key=lambda i: margin[i])  # the first of equal margins in the ids' order
+        if len(ms) > 1 or margin[best] > 0:
+            chosen.add(best)
     return [true if i in chosen else 1 - true for i in range(len(examples))]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, canonical_order, group_key
+from icm_plugin.core.examples import Example, Groups, canonical_order
 from icm_plugin.core.tasks import Task
 from icm_plugin.method.baselines import zero_shot_scores
 from icm_plugin.method.consistency import rule_decode
@@ -26,10 +26,12 @@ from icm_plugin.scoring.base import Scorer, ScoreRequest
 
 
 def group_loo_requests(task: Task, examples: Sequence[Example], labels: Sequence[int],
-                       group_order: Sequence[str]) -> tuple[list[int], list[ScoreRequest]]:
+                       group_order: Sequence[str], groups: Groups | None = None,
+                       ) -> tuple[list[int], list[ScoreRequest]]:
     """One request per example, demonstrations = every OTHER group's examples with ``labels``, shared prefixes
     (the objective's leave-one-group-out layout, ``icm_plugin.method.objective.group_requests``)."""
-    return group_requests(task, examples, labels, group_order, context="group")
+    members = (groups if groups is not None else Groups(examples)).members
+    return group_requests(task, examples, labels, group_order, context="group", members=members)
 
 
 class Bootstrap:
@@ -62,12 +64,13 @@ class Bootstrap:
         true = self.task.true_index if self.task.true_index is not None else 1
         labels = rule_decode(scores, pool, rule, true)
         history = [{"round": 0, "changed": None, "true_rate": float(np.mean(labels))}]
-        groups = sorted({group_key(e) for e in pool})
+        view = Groups(pool)  # built once for every round
+        groups = sorted(view.members)
         for r in range(1, self.rounds + 1):
             if len(groups) < 2:
                 break
             order = [groups[i] for i in rng.permutation(len(groups))]
-            index, reqs = group_loo_requests(self.task, pool, labels, order)
+            index, reqs = group_loo_requests(self.task, pool, labels, order, view)
             out = self.scorer.label_logprobs(reqs)
             scores = np.zeros_like(out)
             scores[index] = out

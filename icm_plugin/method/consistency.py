@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, canonical_order
+from icm_plugin.core.examples import Example, Groups, canonical_order
 
 Labels = Sequence[int | None]
 
@@ -36,15 +36,12 @@ class ConsistencyRule(ABC):
     #: label counts the rule can take (None: any)
     max_labels: int | None = None
 
-    def __init__(self, examples: Sequence[Example], true: int = 1):
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, ex in enumerate(examples):
-            if ex.consistency_id is not None:
-                groups[str(ex.consistency_id)].append(i)
+    def __init__(self, examples: Sequence[Example], true: int = 1, groups: Groups | None = None):
+        groups = groups if groups is not None else Groups(examples)
         self.examples = list(examples)
         self.true, self.false = true, 1 - true
-        self.groups = dict(groups)
-        self.group_of = {i: g for g, members in groups.items() for i in members}
+        self.groups = groups.ruled
+        self.group_of = {i: g for g, members in self.groups.items() for i in members}
 
     @abstractmethod
     def group_violations(self, members: list[int], labels: Labels) -> list[Violation]:
@@ -142,8 +139,9 @@ class KeyRule(ConsistencyRule):
     name = "key"
     kind = "key"  # prefix of the violation names
 
-    def __init__(self, examples: Sequence[Example], exclusive: bool = True, true: int = 1):
-        super().__init__(examples, true)
+    def __init__(self, examples: Sequence[Example], exclusive: bool = True, true: int = 1,
+                 groups: Groups | None = None):
+        super().__init__(examples, true, groups)
         self.exclusive = exclusive
         self.name = "key" if exclusive else "same_key"
         self.max_labels = 2 if exclusive else None
@@ -206,20 +204,22 @@ class KeyRule(ConsistencyRule):
 
 
 RULES = {
-    "none": lambda ex, true: NoRule(ex, true),
-    "exactly_one": lambda ex, true: ExactlyOneRule(ex, true),
-    "key": lambda ex, true: KeyRule(ex, exclusive=True, true=true),
-    "same_key": lambda ex, true: KeyRule(ex, exclusive=False, true=true),
+    "none": lambda ex, true, groups: NoRule(ex, true, groups),
+    "exactly_one": lambda ex, true, groups: ExactlyOneRule(ex, true, groups),
+    "key": lambda ex, true, groups: KeyRule(ex, exclusive=True, true=true, groups=groups),
+    "same_key": lambda ex, true, groups: KeyRule(ex, exclusive=False, true=true, groups=groups),
 }
 
 
-def make_rule(name: str, examples: Sequence[Example], k: int = 2, true: int | None = 1) -> ConsistencyRule:
+def make_rule(name: str, examples: Sequence[Example], k: int = 2, true: int | None = 1,
+              groups: Groups | None = None) -> ConsistencyRule:
     """Build a rule by name: none, exactly_one, key (same key => same label; different keys not both True),
-    same_key. ``k``: the task's label count; ``true``: the label a two-label rule treats as true.
+    same_key. ``k``: the task's label count; ``true``: the label a two-label rule treats as true; ``groups``:
+    the pool's ``Groups`` when the caller has built them.
     Raises ValueError for an unknown name, ICMError for a two-label rule on k > 2 labels."""
     if name not in RULES:
         raise ValueError(f"unknown consistency rule {name!r}; choose one of {sorted(RULES)}")
-    rule = RULES[name](examples, 1 if true is None else true)
+    rule = RULES[name](examples, 1 if true is None else true, groups)
     if rule.max_labels is not None and k > rule.max_labels:
         from icm_plugin.errors import ICMError
 
@@ -243,11 +243,8 @@ def rule_decode(scores: np.ndarray, examples: Sequence[Example], rule: str, true
         return labels
     false = 1 - true
     margin = scores[:, true] - scores[:, false] if k == 2 else None
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i in canonical_order(examples):  # ties break by the ids, not by file position
-        if examples[i].consistency_id is not None:
-            groups[str(examples[i].consistency_id)].append(i)
-    for members in groups.values():
+    # members in the ids' order: ties break by the ids, not by file position
+    for members in Groups(examples, canonical_order(examples)).ruled.values():
         if rule == "exactly_one":
             for i in members:
                 labels[i] = false

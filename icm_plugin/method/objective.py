@@ -33,13 +33,12 @@ prefix-sharing scorer forwards each labelled group about log2(#groups) times per
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, group_key
+from icm_plugin.core.examples import Example, Groups
 from icm_plugin.core.tasks import Task
 from icm_plugin.method.consistency import ConsistencyRule
 from icm_plugin.scoring.base import Scorer, ScoreRequest
@@ -116,14 +115,6 @@ def loo_contexts(items: Sequence) -> dict:
     return out
 
 
-def group_members(examples: Sequence[Example]) -> dict[str, list[int]]:
-    """Pool indices by consistency group, in pool order (an example without a group is a group of its own)."""
-    members: dict[str, list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        members[group_key(e)].append(i)
-    return dict(members)
-
-
 def group_requests(task: Task, examples: Sequence[Example], labels: Labels, group_order: Sequence[str],
                    context: str = "group", members: dict[str, list[int]] | None = None,
                    ) -> tuple[list[int], list[ScoreRequest]]:
@@ -133,7 +124,7 @@ def group_requests(task: Task, examples: Sequence[Example], labels: Labels, grou
     ``context="loo"`` every other labelled example in ``group_order`` (the own group's at its place in it).
     Returns the pool indices and their requests, in the same order.
     """
-    members = members if members is not None else group_members(examples)
+    members = members if members is not None else Groups(examples).members
     demo = {i: task.demonstration(examples[i], int(labels[i]))
             for g in group_order for i in members[g] if labels[i] is not None}
     if context == "loo":
@@ -183,17 +174,20 @@ class Evaluation:
 
 
 def evaluate(scorer: Scorer, task: Task, rule: ConsistencyRule, examples: Sequence[Example], labels: Labels,
-             group_orders: Sequence[Sequence[str]], objective: Objective) -> Evaluation:
+             group_orders: Sequence[Sequence[str]], objective: Objective,
+             groups: Groups | None = None) -> Evaluation:
     """U(D) = alpha * P(D) - I(D) for the labelling ``labels`` (None = unlabelled).
 
     ``group_orders``: one or more orders of the groups; with several, each example's log-probabilities are the
-    renormalised mean over the layouts (one request per example and layout, all sent in one call).
+    renormalised mean over the layouts (one request per example and layout, all sent in one call). ``groups``:
+    the pool's ``Groups`` (built here when not given).
     """
     inconsistencies = rule.inconsistency(labels)
+    members = (groups if groups is not None else Groups(examples)).members
     index: list[int] = []
     reqs: list[ScoreRequest] = []
     for order in group_orders:
-        idx, rs = group_requests(task, examples, labels, order, objective.context)
+        idx, rs = group_requests(task, examples, labels, order, objective.context, members)
         index += idx
         reqs += rs
     scores = scorer.label_logprobs(reqs)

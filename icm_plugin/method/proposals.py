@@ -65,7 +65,7 @@ class GroupProposal:
     def active(self, search: Any, labels: Labels, cur: Any) -> dict[int, dict[int, int]]:
         """Every example whose step would change something -> the labels the step would give its group."""
         out: dict[int, dict[int, int]] = {}
-        for members in search._members.values():
+        for members in search._groups.members.values():
             keep = search.config.always_add and any(labels[j] is None for j in members)
             best = search._best_assignment(members, labels, cur, keep)
             if any(labels[j] != y for j, y in best.items()):

@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from icm_plugin.core.examples import Example
-from icm_plugin.method.objective import group_members
+from icm_plugin.core.examples import Example, Groups
 
 #: a run is flagged when agreement_zero_shot_rule is below, margin below, or against_model or majority_share above
 #: these
@@ -43,7 +42,7 @@ def rotated(labels: Sequence[int], examples: Sequence[Example], k: int) -> list[
     consistency; a group of one, or one whose members all share a label (where rotating would change nothing),
     gets the next label ((y + 1) mod k) on every member."""
     out = list(labels)
-    for ms in group_members(examples).values():
+    for ms in Groups(examples).members.values():
         if len(ms) == 1 or len({labels[j] for j in ms}) == 1:
             for j in ms:
                 out[j] = (labels[j] + 1) % k

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from icm_plugin.core.examples import Example, canonical_order
+from icm_plugin.core.examples import Example, Groups, canonical_order
 from icm_plugin.core.tasks import Task
 from icm_plugin.errors import ICMError
 from icm_plugin.method.annealing import accept, temperature
@@ -44,7 +44,7 @@ from icm_plugin.method.checkpoint import (
 )
 from icm_plugin.method.consistency import ConsistencyRule, Violation, make_rule
 from icm_plugin.method.icm_config import PROPOSALS, ICMConfig
-from icm_plugin.method.objective import Evaluation, evaluate, group_members
+from icm_plugin.method.objective import Evaluation, evaluate
 from icm_plugin.method.proposals import PROPOSERS, best_assignment
 from icm_plugin.method.repair import consistency_fix
 from icm_plugin.scoring.base import Scorer
@@ -179,10 +179,10 @@ class ICM:
         self._proposer = PROPOSERS[cfg.proposal]()
         self._objective = cfg.objective
         self._k, true = len(self.task.label_words), getattr(self.task, "true_index", 1)
-        self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool, self._k, true)
+        self._groups = Groups(pool)  # the one view of the pool's groups: rule, layout, proposals
+        self._rule: ConsistencyRule = make_rule(self.rule or self.task.rule_for(pool), pool, self._k, true,
+                                                self._groups)
         self.rule_name_ = self._rule.name
-        self._members = group_members(pool)
-        self._group_of = {i: g for g, ms in self._members.items() for i in ms}
         index = {e.id: i for i, e in enumerate(pool)}
         self._clamped: dict[int, int] = {}
         for ex_id, y in (clamped or {}).items():
@@ -193,7 +193,7 @@ class ICM:
         self._evaluations = 0
         self._unit = cfg.alpha / len(pool) if cfg.temperature_unit == "example" else 1.0  # T in units of U
         # the prompt layouts: fixed orders of the groups for the whole search
-        groups = sorted(self._members)
+        groups = sorted(self._groups.members)
         self._group_orders = [[groups[k] for k in np.random.default_rng([cfg.seed, 1 + r]).permutation(len(groups))]
                               for r in range(cfg.orders)]
 
@@ -229,7 +229,7 @@ class ICM:
         state = SearchState(list(labels), cur)
         for r in range(self.config.bootstrap_rounds + 1):  # round 0: zero-shot + rule
             new = list(labels)
-            for members in self._members.values():
+            for members in self._groups.members.values():
                 for j, y in self._best_assignment(members, labels, cur).items():
                     new[j] = y
             changes = {str(i): y for i, y in enumerate(new) if y != labels[i]}
@@ -310,7 +310,7 @@ class ICM:
         for k, j in enumerate(active):
             # with always_add every unlabelled example comes first: the pool is labelled before labels change
             if labels[j] is None and (self.config.always_add
-                                      or any(labels[m] is not None for m in self._members[self._group_of[j]])):
+                                      or any(labels[m] is not None for m in self._groups.of(j))):
                 weights[k] = self.config.group_weight
         return active[int(np.searchsorted(np.cumsum(weights), u * weights.sum(), side="right").clip(0, len(active) - 1))]
 
@@ -326,7 +326,7 @@ class ICM:
         labels, cur = state.labels, state.cur
         if _count(labels) < len(labels):
             new = list(labels)
-            for members in self._members.values():
+            for members in self._groups.members.values():
                 if any(new[j] is None for j in members):
                     for j, y in self._best_assignment(members, labels, cur, keep_labelled=True).items():
                         new[j] = y
@@ -343,7 +343,8 @@ class ICM:
         if hit is not None:
             self._memo.move_to_end(key)
             return hit
-        ev = evaluate(self.scorer, self.task, self._rule, self._pool, labels, self._group_orders, self._objective)
+        ev = evaluate(self.scorer, self.task, self._rule, self._pool, labels, self._group_orders, self._objective,
+                      self._groups)
         self._evaluations += 1
         self._memo[key] = ev
         if len(self._memo) > 512:

@@ -24,8 +24,8 @@ from typing import Any
 import datasets
 from lm_eval.api.samplers import ContextSampler
 
-from icm_plugin.core.examples import Example
-from icm_plugin.core.loaders import group_key, load_examples
+from icm_plugin.core.examples import Example, group_key
+from icm_plugin.core.loaders import load_examples
 from icm_plugin.core.tasks import Task, get_task, load_task_file, read_yaml
 from icm_plugin.core.writers import read_jsonl
 from icm_plugin.errors import ICMError

@@ -19,7 +19,7 @@ _SALT = "icm-plugin/pool-test-split/v1"
 
 
 def is_test_group(group: str, test_fraction: float = TEST_FRACTION) -> bool:
-    """True when the consistency group ``group`` (a ``loaders.group_key``) belongs to the held-out test set."""
+    """True when the consistency group ``group`` (a ``core.examples.group_key``) belongs to the held-out test set."""
     digest = hashlib.sha256(f"{_SALT}:{group}".encode()).digest()
     return int.from_bytes(digest[:8], "big") < test_fraction * 2**64
 
