@@ -19,3 +19,28 @@ def test_group_argmax_picks_one_per_group_and_leaves_groups_of_one_to_the_model(
            Example(id="e", question="t", choice="e")]  # no group, model says True
     assert group_argmax_labels(scores_of([-2.0, -1.0, -0.5, -3.0, 0.5]), exs) == [0, 1, 0, 0, 1]
     assert group_argmax_labels(scores_of([-2.0, -1.0, -0.5, -3.0, 0.5]), exs, true=0) == [0, 1, 0, 0, 1]  # label 0 is "true"
+
+
+def test_the_search_start_gives_the_zero_shot_scores_so_the_report_does_not_score_them_again():
+    """``ICM.zero_shot_scores_`` (the default start's evaluation with nothing labelled) decodes to the labels a
+    fresh zero-shot scoring gives, in the caller's order; with clamps or the paper's random start it is None."""
+    from scripted import OrderSensitiveScorer
+    from test_search import TASK, pool, truth
+
+    from icm_plugin.method.baselines import reference_labellings, zero_shot_scores
+    from icm_plugin.method.search import ICM, ICMConfig
+
+    exs = list(reversed(pool(6)))  # not the search's order
+    scorer = OrderSensitiveScorer(truth(exs), strength=0.7, herd=1.0)
+    icm = ICM(scorer, TASK, ICMConfig(seed=3)).fit(exs, progress=False)
+    fresh = zero_shot_scores(scorer, TASK, exs)
+    assert icm.zero_shot_scores_.shape == fresh.shape
+    np.testing.assert_allclose(icm.zero_shot_scores_, fresh - np.logaddexp.reduce(fresh, axis=1, keepdims=True),
+                               atol=1e-9)
+    before = scorer.token_forwards
+    given = reference_labellings(scorer, TASK, exs, "exactly_one", icm.zero_shot_scores_)
+    assert scorer.token_forwards == before  # nothing scored again
+    assert given == reference_labellings(scorer, TASK, exs, "exactly_one")
+    clamped = ICM(scorer, TASK, ICMConfig(seed=3)).fit(exs, clamped={exs[0].id: 1}, progress=False)
+    assert clamped.zero_shot_scores_ is None
+    assert ICM(scorer, TASK, ICMConfig(seed=3, start="seed")).fit(exs, progress=False).zero_shot_scores_ is None

@@ -281,7 +281,8 @@ class BatchRunner:
         icm.fit(batch, clamped=clamped, checkpoint=folder / "checkpoint.json",
                 resume=self.resume if resume is None else resume, progress=progress, run_info=self.run_info)
         write_examples(folder, batch)
-        zero_shot_rule = reference_labellings(scorer, self.task, batch, icm.rule_name_)["zero_shot_rule"]
+        zero_shot_rule = reference_labellings(scorer, self.task, batch, icm.rule_name_,
+                                              icm.zero_shot_scores_)["zero_shot_rule"]
         reliability = assess(icm, batch, icm.labels_, zero_shot_rule)
         write_labels(folder, batch, icm.labels_, icm.confidence_, self.task.choices, against=reliability["records"])
         write_jsonl(folder / "conflicts.jsonl", icm.conflicts_)

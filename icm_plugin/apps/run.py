@@ -86,7 +86,8 @@ def label(job: LabelJob) -> RunFolder:
         icm.fit(examples, clamped=clamped, checkpoint=run_dir.checkpoint, resume=job.resume, run_info=info)
 
         forwards = scorer.token_forwards
-        references = reference_labellings(scorer, task, examples, icm.rule_name_)  # asking the model once
+        references = reference_labellings(scorer, task, examples, icm.rule_name_,  # asking the model once
+                                          icm.zero_shot_scores_)  # (scored by the search's start when it could)
         reliability = assess(icm, examples, icm.labels_, references["zero_shot_rule"])  # no gold needed
         write_labels(out, examples, icm.labels_, icm.confidence_, task.choices, against=reliability["records"])
         write_jsonl(out / "conflicts.jsonl", icm.conflicts_)

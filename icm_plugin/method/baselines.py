@@ -33,12 +33,14 @@ def group_argmax_labels(scores: np.ndarray, examples: Sequence[Example], true: i
     return [true if i in chosen else 1 - true for i in range(len(examples))]
 
 
-def reference_labellings(scorer: Scorer, task: Task, examples: Sequence[Example], rule: str) -> dict[str, list[int]]:
+def reference_labellings(scorer: Scorer, task: Task, examples: Sequence[Example], rule: str,
+                         scores: np.ndarray | None = None) -> dict[str, list[int]]:
     """What asking the model once gives: ``zero_shot`` (each claim's own answer) and ``zero_shot_rule`` (the same
-    scores decoded under the task's consistency rule), for the run report to stand ICM's labels beside."""
+    scores decoded under the task's consistency rule), for the run report to stand ICM's labels beside.
+    ``scores``: zero-shot log-probabilities already computed (``ICM.zero_shot_scores_``), else scored here."""
     from icm_plugin.method.consistency import rule_decode
 
     pool = [e.without_gold() for e in examples]
-    scores = zero_shot_scores(scorer, task, pool)
+    scores = zero_shot_scores(scorer, task, pool) if scores is None else np.asarray(scores)
     true = task.true_index if task.true_index is not None else 1
     return {"zero_shot": zero_shot_labels(scores), "zero_shot_rule": rule_decode(scores, pool, rule, true)}

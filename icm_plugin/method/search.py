@@ -64,7 +64,9 @@ class ICM:
     the demonstrations of the final evaluation), ``U_``, ``mutual_predictability_``, ``inconsistencies_``,
     ``history_`` (one dict per step), ``conflicts_`` (every violation met and how it was resolved),
     ``n_iter_``, ``accepted_``, ``converged_`` (stopped at a fixed point), ``evaluations_``,
-    ``token_forwards_``, ``seconds_``, ``group_orders_``.
+    ``token_forwards_``, ``seconds_``, ``group_orders_``, ``zero_shot_scores_`` (log p of each label with no
+    demonstrations, shape (n, k), when the search scored the pool with nothing labelled - the default start
+    without clamps - else None: asking the model once comes free with the start).
     """
 
     def __init__(self, scorer: Scorer, task: Task, config: ICMConfig | None = None, rule: str | None = None):
@@ -129,6 +131,9 @@ class ICM:
         labels, cur = self._finish(state)
         self.labels_ = self._to_input([int(y) for y in labels])
         self.confidence_ = self._to_input([float(np.exp(cur.logprobs[i][labels[i]])) for i in range(n)])
+        blank = self._memo.get((None,) * n)  # the evaluation with nothing labelled: every prompt without demos
+        self.zero_shot_scores_ = (None if blank is None
+                                  else np.array(self._to_input([blank.logprobs[i] for i in range(n)])))
         self.U_ = cur.U
         self.mutual_predictability_ = cur.mutual_predictability
         self.inconsistencies_ = cur.inconsistencies
