@@ -177,7 +177,8 @@ def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, datas
                     reliability: dict | None = None) -> rg.Settings:
     """Settings of the dataset `icm push` writes: prompt fields, one LabelQuestion, filterable metadata.
     ``reliability``: report.json's verdict, shown in the guidelines (None: a run from before it)."""
-    description = "ICM's suggestion is pre-selected; its score is ICM's confidence."
+    description = ("ICM's suggestion is pre-selected; its score is the probability the model gives that label with "
+                   "the other labelled examples as demonstrations (see the guidelines' Reliability section).")
     if claim_lines(task):
         description = claim_lines(task) + "\n" + description
     metadata = [
