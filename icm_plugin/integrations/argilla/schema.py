@@ -46,6 +46,7 @@ WARNING = ("**WARNING: ICM flagged this run as unreliable: its labels are likely
            "before trusting them, starting with the records where `against_model` is `yes`.**")
 
 #: what each reliability signal of ``icm_plugin.method.reliability`` means, and which side of its threshold flags a run
+#: (``{against_model}``: the record metadata's name, see ``reliability_section``)
 SIGNALS = {
     "agreement_zero_shot_rule": ("below", "the share of examples where ICM's label equals asking the model once "
                                  "(zero-shot, decoded under the task's rule); low: the search followed something "
@@ -53,7 +54,7 @@ SIGNALS = {
     "margin": ("below", "how many nats per example the model prefers these labels to the same labels rotated "
                "within each consistency group; near 0 it cannot tell them apart"),
     "against_model": ("above", "the share of examples whose label the model itself finds less likely than "
-                      "another given the final demonstrations (the rule chose it): the `against_model = yes` "
+                      "another given the final demonstrations (the rule chose it): the `{against_model} = yes` "
                       "records"),
     "majority_share": ("above", "the share of the most common label; near 1 the labelling may have collapsed to "
                        "one class, the objective's best-known trap"),
@@ -129,14 +130,21 @@ def question_labels(task: Task) -> dict[str, str]:
     return {v: v for v in (reversed(values) if task.k == 2 else values)}
 
 
-def reliability_section(reliability: dict | None, k: int) -> str:
+def reliability_section(reliability: dict | None, k: int, heading: str = "## Reliability", metadata_prefix: str = "",
+                        sort_by: str = "`confidence`") -> str:
     """The guidelines' "Reliability" section: the run's gold-free verdict (report.json's ``reliability``, None
     for runs from before it), what the suggestion score means, and how to review the records the model itself
-    disputes first. Text from the run folder is escaped like record text."""
-    lines = ["## Reliability", ""]
+    disputes first. Text from the run folder is escaped like record text.
+
+    The defaults fit the review dataset `icm push` creates. A dataset ICM did not create (`icm label
+    --argilla-dataset`, ``icm_plugin.integrations.argilla.source``) passes its own ``heading``, the prefix of the
+    record metadata's names (``"icm_"``: `icm_against_model`, `icm_model_prefers`) and what to sort by in place of
+    the `confidence` metadata it does not have."""
+    against, prefers = metadata_prefix + "against_model", metadata_prefix + "model_prefers"
+    lines = [heading, ""]
     if reliability is None:
         lines += ["This run was written before ICM checked its own reliability: it has no verdict, and its records "
-                  "carry no `against_model` value. Label the pool again with a current `icm label` to get them.", ""]
+                  f"carry no `{against}` value. Label the pool again with a current `icm label` to get them.", ""]
     else:
         if reliability.get("flag"):
             lines += ["**Verdict: flagged.** A flag means \"review before trusting these labels\", not \"wrong\". "
@@ -150,19 +158,19 @@ def reliability_section(reliability: dict | None, k: int) -> str:
             value, limit = signals.get(name), thresholds.get(name)
             shown = f"{value:.2f}" if isinstance(value, (int, float)) else "not measured"
             bound = f" (flagged {side} {limit:g})" if isinstance(limit, (int, float)) else ""
-            lines.append(f"* `{name}` = {shown}{bound}: {meaning}.")
+            lines.append(f"* `{name}` = {shown}{bound}: {meaning.format(against_model=against)}.")
         count = reliability.get("records_against_model")
         if isinstance(count, int):
-            lines += ["", f"{count} record(s) here have `against_model = yes`."]
+            lines += ["", f"{count} record(s) here have `{against} = yes`."]
         lines.append("")
     lines += [f"**The suggestion's score** is the probability the model gives ICM's label with the other examples and "
               f"their labels as demonstrations. Below 1/{k} ({1 / k:.2f}) the model itself prefers another label "
-              "and the task's consistency rule chose this one; `against_model = yes` marks every record where "
-              "the model finds another label more likely, and `model_prefers` names that label.",
+              f"and the task's consistency rule chose this one; `{against} = yes` marks every record where "
+              f"the model finds another label more likely, and `{prefers}` names that label.",
               "",
-              "**Review those first**: in the dataset's filters choose *Metadata* > `against_model` > `yes` (then "
-              "sort by `confidence`, lowest first). From Python: `ds.records(query=rg.Query(filter=rg.Filter("
-              "(\"metadata.against_model\", \"==\", \"yes\"))))`."]
+              f"**Review those first**: in the dataset's filters choose *Metadata* > `{against}` > `yes` (then "
+              f"sort by {sort_by}, lowest first). From Python: `ds.records(query=rg.Query(filter=rg.Filter("
+              f"(\"metadata.{against}\", \"==\", \"yes\"))))`."]
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +260,13 @@ def schema_problems(existing: rg.Settings, wanted: rg.Settings) -> list[str]:
         elif getattr(q, "labels", None) is not None and set(getattr(have_q[q.name], "labels", None) or []) != set(q.labels):
             problems.append(f"question {q.name!r} has labels {sorted(have_q[q.name].labels or [])}, "
                             f"this task needs {sorted(q.labels)}")
+    return problems + metadata_problems(existing, wanted)
+
+
+def metadata_problems(existing: rg.Settings, wanted: rg.Settings) -> list[str]:
+    """Why records with ``wanted``'s metadata cannot go into a dataset with ``existing`` settings: a property of
+    the same name but another type, or terms that do not take ``wanted``'s options (empty: they can)."""
+    problems = []
     # A metadata property the dataset lacks is no problem: Argilla 2.8 adds metadata properties to a published
     # dataset (fields and questions it refuses), and ``missing_metadata`` lists those the push adds first, e.g.
     # `against_model` for a dataset pushed before the reliability check.

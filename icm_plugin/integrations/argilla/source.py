@@ -5,6 +5,14 @@ Record ids become example ids, so the write-back finds each record again. Fields
 slots by name (a field called like the slot or like its caption in the prompt) or by ``--field-map``
 ``question=FIELD,choice=FIELD,...``; ``consistency_id``/``consistency_key`` may also come from metadata
 (``consistency_id=metadata.NAME``).
+
+The write-back also carries the run's reliability verdict onto the user's dataset (never touching its fields, its
+other metadata or the rest of its guidelines): each record the run checked gets the metadata `icm_against_model`
+(yes/no: the model itself prefers another label than ICM's) and `icm_model_prefers` (that label), properties the
+dataset gets when it lacks them; the guidelines end with an "ICM reliability" section (``reliability_section``)
+that each run replaces in place, found by its heading and end lines; and the verdict is printed. The names carry
+the ``icm_`` prefix because the dataset is the user's and may have an `against_model` of its own. A run from
+before the reliability check writes its suggestions, no values and no verdict.
 """
 
 from __future__ import annotations
@@ -24,12 +32,26 @@ from icm_plugin.core.tasks import Task
 from icm_plugin.errors import ICMError
 from icm_plugin.integrations.argilla.answers import label_map, label_question
 from icm_plugin.integrations.argilla.client import argilla_errors, find_dataset, workspace_name
-from icm_plugin.integrations.argilla.review import agent_name, log_records
-from icm_plugin.integrations.argilla.schema import prompt_fields
+from icm_plugin.integrations.argilla.review import agent_name, log_records, update_settings
+from icm_plugin.integrations.argilla.schema import (
+    metadata_problems,
+    plain_text,
+    prompt_fields,
+    reliability_section,
+)
 
 TARGETS = ("question", "choice", "choice_2", "consistency_id", "consistency_key")
 # metadata names looked up for the optional consistency slots when no --field-map names them
 DEFAULT_METADATA = {"consistency_id": ("consistency_id", "consistency_group"), "consistency_key": ("consistency_key",)}
+# the record metadata the write-back adds (prefixed: the dataset is the user's and may have an `against_model`)
+METADATA_PREFIX = "icm_"
+AGAINST_MODEL, MODEL_PREFERS = METADATA_PREFIX + "against_model", METADATA_PREFIX + "model_prefers"
+# the lines that open and close the section ICM writes at the end of the user's guidelines (a re-run replaces it)
+SECTION_HEADING = "## ICM reliability"
+SECTION_END = ("*End of the ICM reliability section: each `icm label --argilla-dataset` run rewrites it, from its "
+               "heading to this line, and leaves the rest of the guidelines as they are.*")
+GUIDELINES_MAX_LENGTH = 10_000  # Argilla 2.8 refuses longer guidelines
+_HEADING_LINE = re.compile(r"^" + re.escape(SECTION_HEADING) + r"[ \t]*$", re.MULTILINE)
 
 
 def parse_field_map(text: str | None) -> dict[str, str]:
@@ -172,13 +194,56 @@ def _dataset(client: rg.Argilla, name: str, workspace: str | None) -> rg.Dataset
     return ds
 
 
+def reliability_metadata(client: rg.Argilla, labels: list[str]) -> list[rg.MetadataType]:
+    """The metadata properties the write-back fills (``labels``: the question's label values)."""
+    return [
+        rg.TermsMetadataProperty(client=client, name=AGAINST_MODEL, title="ICM: model prefers another label",
+                                 options=["yes", "no"]),
+        rg.TermsMetadataProperty(client=client, name=MODEL_PREFERS, title="ICM: label the model prefers",
+                                 options=list(labels)),
+    ]
+
+
+def icm_section(run: RunFolder, question: str) -> str:
+    """The "ICM reliability" section for the user's guidelines: ``reliability_section`` under ``SECTION_HEADING``
+    with the prefixed metadata names, the run's agent, and ``SECTION_END``."""
+    q = plain_text(question)
+    body = reliability_section(run.reliability, run.task.k, heading=SECTION_HEADING, metadata_prefix=METADATA_PREFIX,
+                               sort_by=f"*Suggestion score* of `{q}`")
+    return (body + f"\nICM's labels are the suggestions for `{q}` by agent `{plain_text(agent_name(run.model))}`."
+            + "\n\n" + SECTION_END + "\n")
+
+
+def with_section(guidelines: str | None, section: str, append: bool = True) -> str | None:
+    """``guidelines`` with ``section`` in place of the one an earlier run wrote (from its ``SECTION_HEADING``
+    line to its ``SECTION_END`` line, or to the end of the text if that line was deleted), else at the end
+    (``append`` False: left as they are). The text around the section is kept as it is."""
+    text = guidelines or ""
+    start = _HEADING_LINE.search(text)
+    if start is None:
+        if not append:
+            return guidelines
+        sep = "" if not text or text.endswith("\n\n") else "\n" if text.endswith("\n") else "\n\n"
+        return text + sep + section
+    end = text.find(SECTION_END, start.end())
+    stop = len(text) if end < 0 else end + len(SECTION_END)
+    if text[stop:stop + 1] == "\n":
+        stop += 1
+    return text[:start.start()] + section + text[stop:]
+
+
 def write_suggestions(client: rg.Argilla, run: RunFolder, name: str, workspace: str | None, question: str,
                       true_label: str | None = None, echo: Callable[[str], None] = print) -> int:
-    """Add ICM's label for ``question`` as a Suggestion (score = confidence) on each record of the run.
+    """Add ICM's label for ``question`` as a Suggestion (score = confidence) on each record of the run, and the
+    run's reliability verdict (see the module's docstring): `icm_against_model`/`icm_model_prefers` on each
+    record the run checked, an "ICM reliability" section at the end of the guidelines, a line printed.
 
-    Fields and metadata are sent back unchanged (Argilla's upsert replaces metadata it is sent); responses,
-    vectors and other questions' suggestions are left as they are. Returns the number of records updated.
+    Fields are sent back unchanged and metadata with the ``icm_`` values merged in (Argilla's upsert replaces
+    metadata it is sent; values an earlier run left are replaced or dropped); responses, vectors and other
+    questions' suggestions are left as they are. Returns the number of records updated.
     """
+    reliability = run.reliability
+    note = ""
     with argilla_errors(client.api_url, f"writing suggestions to dataset {name!r}"):
         ds = _dataset(client, name, workspace)
         q = label_question(ds, question)
@@ -186,21 +251,50 @@ def write_suggestions(client: rg.Argilla, run: RunFolder, name: str, workspace: 
             values = dict(enumerate(run.task.choices))
         else:
             values = {y: v for v, y in label_map(q, name, true_label).items()}
-        updated = []
+        if run.model_checked:  # the properties first: a record's metadata must have one (unless extra is allowed)
+            wanted = rg.Settings(guidelines=ds.settings.guidelines,
+                                 metadata=reliability_metadata(client, [str(v) for v in q.labels]))
+            problems = metadata_problems(ds.settings, wanted)
+            if problems:
+                raise ICMError(f"dataset {name!r} cannot take ICM's reliability metadata: {'; '.join(problems)}. "
+                               "Rename or delete those metadata properties in Argilla")
+            update_settings(ds, wanted)  # adds the ones it lacks; the guidelines stay as they are
+        updated, against = [], 0
         for record in ds.records(batch_size=500):
             rid = record_id(record)
             if rid not in run.labels:
                 continue
+            metadata = {k: v for k, v in dict(record.metadata).items() if k not in (AGAINST_MODEL, MODEL_PREFERS)}
+            if rid in run.model_checked:  # runs from before the reliability check: unknown, so no value
+                metadata[AGAINST_MODEL] = "yes" if rid in run.against_model else "no"
+                against += rid in run.against_model
+                if run.against_model.get(rid) is not None:
+                    metadata[MODEL_PREFERS] = values[run.against_model[rid]]
             updated.append(rg.Record(
                 id=record.id,
                 _server_id=record._server_id,
                 fields=dict(record.fields),
-                metadata=dict(record.metadata),
+                metadata=metadata,
                 suggestions=[rg.Suggestion(question_name=question, value=values[run.labels[rid]],
                                            score=round(run.confidence[rid], 4), agent=agent_name(run.model))],
             ))
         log_records(ds, updated)
+        # after the records: the guidelines describe the suggestions that are there
+        guidelines = with_section(ds.settings.guidelines, icm_section(run, question), append=reliability is not None)
+        if guidelines is not None and len(guidelines) > GUIDELINES_MAX_LENGTH:
+            note = (f"; the guidelines were left as they are: with the section they would exceed Argilla's "
+                    f"{GUIDELINES_MAX_LENGTH} characters")
+        elif guidelines != ds.settings.guidelines:
+            update_settings(ds, rg.Settings(guidelines=guidelines))
     missing = len(run.labels) - len(updated)
     echo(f"icm: wrote {len(updated)} suggestion(s) for {question!r} onto {name!r}"
          + (f" ({missing} labelled example(s) no longer in the dataset)" if missing else ""))
+    if reliability is not None:
+        where = (f"{against} record(s) have {AGAINST_MODEL} = yes (the model itself prefers the label in "
+                 f"{MODEL_PREFERS}); see the 'ICM reliability' section of {name!r}'s guidelines" + note)
+        if reliability.get("flag"):
+            reasons = "; ".join(str(r) for r in reliability.get("reasons") or []) or "no reason given"
+            echo(f"icm: WARNING: ICM flagged these suggestions as unreliable: {reasons}. {where}")
+        else:
+            echo(f"icm: reliability: not flagged by ICM's gold-free checks; {where}")
     return len(updated)
