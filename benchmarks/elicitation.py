@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import fields, replace
@@ -246,6 +247,37 @@ def reliability_table(files: list[str]) -> str:
     return "\n".join(out)
 
 
+def summary_table(files: list[str]) -> str:
+    """One row per pool and model of earlier ``--json`` files (files whose names differ only in a trailing
+    ``-sN`` are one pool, their seeds pooled): every method's mean balanced accuracy over the seeds (per seed in
+    brackets), whether ICM's U reached U(gold), how often ICM collapsed to one label, and how often the verdict
+    flagged it."""
+    pools: dict[str, dict] = {}
+    for f in files:
+        blob = json.loads(Path(f).read_text())
+        entry = pools.setdefault(re.sub(r"-s\d+$", "", Path(f).stem), {"blob": blob, "rows": [], "settings": {}})
+        entry["rows"] += blob["rows"]
+        entry["settings"] |= {st["name"]: None for st in blob["settings"]}
+    names = list(dict.fromkeys(n for e in pools.values() for n in e["settings"]))
+    cols = METHODS + [(f"icm:{n}", f"ICM {n}") for n in names]
+    out = ["| pool | model | n per seed | seeds | " + " | ".join(label.split(",")[0] for _, label in cols)
+           + " | U(ICM) ≥ U(gold) | ICM one label | flagged |", "|---|---|---:|---|" + "---:|" * len(cols) + "---|---|---|"]
+    for stem, e in pools.items():
+        rows = sorted(e["rows"], key=lambda r: r["seed"])
+        cells = []
+        for key, _ in cols:
+            vals = [r[key]["balanced_accuracy"] for r in rows if key in r]
+            cells.append("–" if not vals else f"{np.mean(vals):.3f}" + (
+                f" ({' / '.join(f'{v:.3f}' for v in vals)})" if len(vals) > 1 else ""))
+        icm = [r[f"icm:{n}"] for r in rows for n in names if f"icm:{n}" in r]
+        reached = sum(r["U"] >= r["U_gold"] - 1e-9 for r in icm)
+        one = sum(max(r["label_shares"]) == 1.0 for r in icm)
+        flagged = sum(bool(r.get("reliability", {}).get("flag")) for r in icm)
+        out.append(f"| {stem} | {e['blob'].get('model')} | {rows[0]['n']} | {','.join(str(r['seed']) for r in rows)} | "
+                   + " | ".join(cells) + f" | {reached}/{len(icm)} | {one}/{len(icm)} | {flagged}/{len(icm)} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="facts", help="a built-in task or a task file (any number of labels)")
@@ -261,7 +293,12 @@ def main() -> None:
                     "ICM settings side by side, seed by seed; the baselines from the first) and exit")
     ap.add_argument("--reliability", nargs="+", metavar="JSON", help="print the reliability table of earlier --json "
                     "files (any pools, models, settings) under today's thresholds and exit")
+    ap.add_argument("--summary", nargs="+", metavar="JSON", help="print one row per pool and model of earlier --json "
+                    "files (FILE-sN.json of one pool pooled over their seeds) and exit")
     args = ap.parse_args()
+    if args.summary:
+        print(summary_table(args.summary))
+        return
     if args.reliability:
         print(reliability_table(args.reliability))
         return
