@@ -209,6 +209,13 @@ def merge_tables(blobs: list[dict]) -> tuple[list[dict], list[tuple[str, None]]]
     return complete, [(n, None) for n in names]
 
 
+def _signals(r: dict) -> dict:
+    """A run's reliability signals, with ``majority_share`` for runs measured before it was a signal."""
+    sig = dict(r["reliability"]["signals"])
+    sig.setdefault("majority_share", max(r["label_shares"]))
+    return sig
+
+
 def reliability_table(files: list[str]) -> str:
     """One row per pool, seed and ICM setting of earlier ``--json`` files: ICM against zero-shot + rule and
     bootstrap (balanced accuracy, gold), the gold-free signals, and the flag they give under today's
@@ -229,8 +236,7 @@ def reliability_table(files: list[str]) -> str:
                 runs += 1
                 b, zr, bs = (r["balanced_accuracy"], row["zero_shot_rule"]["balanced_accuracy"],
                              row["bootstrap"]["balanced_accuracy"])
-                sig = dict(r["reliability"]["signals"])
-                sig.setdefault("majority_share", max(r["label_shares"]))  # runs measured before it was a signal
+                sig = _signals(r)
                 flag = bool(judge(sig))
                 should, should_not = b < zr, b >= bs
                 conflicting += should and should_not
@@ -251,7 +257,7 @@ def summary_table(files: list[str]) -> str:
     """One row per pool and model of earlier ``--json`` files (files whose names differ only in a trailing
     ``-sN`` are one pool, their seeds pooled): every method's mean balanced accuracy over the seeds (per seed in
     brackets), whether ICM's U reached U(gold), how often ICM collapsed to one label, and how often the verdict
-    flagged it."""
+    flags it under today's ``THRESHOLDS``."""
     pools: dict[str, dict] = {}
     for f in files:
         blob = json.loads(Path(f).read_text())
@@ -272,7 +278,7 @@ def summary_table(files: list[str]) -> str:
         icm = [r[f"icm:{n}"] for r in rows for n in names if f"icm:{n}" in r]
         reached = sum(r["U"] >= r["U_gold"] - 1e-9 for r in icm)
         one = sum(max(r["label_shares"]) == 1.0 for r in icm)
-        flagged = sum(bool(r.get("reliability", {}).get("flag")) for r in icm)
+        flagged = sum(bool(judge(_signals(r))) for r in icm if "reliability" in r)
         out.append(f"| {stem} | {e['blob'].get('model')} | {rows[0]['n']} | {','.join(str(r['seed']) for r in rows)} | "
                    + " | ".join(cells) + f" | {reached}/{len(icm)} | {one}/{len(icm)} | {flagged}/{len(icm)} |")
     return "\n".join(out)
