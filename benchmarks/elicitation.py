@@ -278,9 +278,10 @@ def summary_table(files: list[str]) -> str:
         icm = [r[f"icm:{n}"] for r in rows for n in names if f"icm:{n}" in r]
         reached = sum(r["U"] >= r["U_gold"] - 1e-9 for r in icm)
         one = sum(max(r["label_shares"]) == 1.0 for r in icm)
-        flagged = sum(bool(judge(_signals(r))) for r in icm if "reliability" in r)
+        judged = [bool(judge(_signals(r))) for r in icm if "reliability" in r]  # runs from before it: none
+        flagged = f"{sum(judged)}/{len(judged)}" if judged else "–"
         out.append(f"| {stem} | {e['blob'].get('model')} | {rows[0]['n']} | {','.join(str(r['seed']) for r in rows)} | "
-                   + " | ".join(cells) + f" | {reached}/{len(icm)} | {one}/{len(icm)} | {flagged}/{len(icm)} |")
+                   + " | ".join(cells) + f" | {reached}/{len(icm)} | {one}/{len(icm)} | {flagged} |")
     return "\n".join(out)
 
 
