@@ -266,7 +266,7 @@ def summary_table(files: list[str]) -> str:
         entry["settings"] |= {st["name"]: None for st in blob["settings"]}
     names = list(dict.fromkeys(n for e in pools.values() for n in e["settings"]))
     cols = METHODS + [(f"icm:{n}", f"ICM {n}") for n in names]
-    out = ["| pool | model | n per seed | seeds | " + " | ".join(label.split(",")[0] for _, label in cols)
+    out = ["| pool | model | n (first seed) | seeds | " + " | ".join(label.split(",")[0] for _, label in cols)
            + " | U(ICM) ≥ U(gold) | ICM one label | flagged |", "|---|---|---:|---|" + "---:|" * len(cols) + "---|---|---|"]
     for stem, e in pools.items():
         rows = sorted(e["rows"], key=lambda r: r["seed"])
