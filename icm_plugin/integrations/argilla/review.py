@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import argilla as rg
 
-from icm_plugin.core.examples import content_id
+from icm_plugin.core.examples import Groups, content_id
 from icm_plugin.core.run_folder import RunFolder
 from icm_plugin.errors import ICMError
 from icm_plugin.integrations.argilla.answers import other_ids
@@ -93,23 +93,17 @@ def review_records(run: RunFolder) -> list[rg.Record]:
     fields = prompt_fields(run.task)
     flagged = run.flagged_ids
     with_key = run.task.key is not None
-    first_seen: dict[str, int] = {}
-    for n, ex in enumerate(run.examples):
-        first_seen.setdefault(_group(ex), n)
     records = []
     # group order (groups by first appearance, members in pool order): a question's claims side by side
-    for ex in sorted(run.examples, key=lambda e: first_seen[_group(e)]):
+    for ex in (run.examples[i] for ms in Groups(run.examples).members.values() for i in ms):
         metadata = {
-            "consistency_group": ex.consistency_id if ex.consistency_id is not None else ex.id,
+            "consistency_group": _group(ex),
             "confidence": round(run.confidence[ex.id], 4),
             "in_flagged_pair": "yes" if ex.id in flagged else "no",
         }
         if with_key and ex.consistency_key is not None:
             metadata["consistency_key"] = ex.consistency_key
-        if ex.id in run.model_checked:  # runs from before the reliability check: unknown, so no value
-            metadata["against_model"] = "yes" if ex.id in run.against_model else "no"
-            if run.against_model.get(ex.id) is not None:
-                metadata["model_prefers"] = values[run.against_model[ex.id]]
+        metadata |= against_model_metadata(run, ex.id, values)
         record_fields = {}
         for f in fields:
             text = f.text(run.task, ex)
@@ -125,6 +119,18 @@ def review_records(run: RunFolder) -> list[rg.Record]:
                                        score=round(run.confidence[ex.id], 4), agent=agent_name(run.model))],
         ))
     return records
+
+
+def against_model_metadata(run: RunFolder, ex_id: str, values, prefix: str = "") -> dict[str, str]:
+    """A record's reliability metadata: ``{prefix}against_model`` (yes/no) and, where the model prefers another
+    label, ``{prefix}model_prefers`` (``values[label]``); nothing for a run from before the reliability check
+    (unknown, so no value)."""
+    if ex_id not in run.model_checked:
+        return {}
+    out = {prefix + "against_model": "yes" if ex_id in run.against_model else "no"}
+    if run.against_model.get(ex_id) is not None:
+        out[prefix + "model_prefers"] = values[run.against_model[ex_id]]
+    return out
 
 
 def _group(ex) -> str:

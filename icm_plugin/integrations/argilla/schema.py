@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import argilla as rg
@@ -181,6 +182,18 @@ def review_guidelines(task: Task, model: str, rule: str, dataset_name: str, reli
     return (WARNING + "\n\n" + text) if reliability and reliability.get("flag") else text
 
 
+def reliability_metadata(client: rg.Argilla, labels: Sequence[str], prefix: str = "",
+                         titles: tuple[str, str] = ("Model prefers another label", "Label the model prefers"),
+                         ) -> list[rg.MetadataType]:
+    """The record metadata properties of the reliability check: ``{prefix}against_model`` (yes/no) and
+    ``{prefix}model_prefers`` (one of ``labels``, the question's label values). The review dataset uses no
+    prefix; a user's own dataset (``source.write_suggestions``) uses ``icm_`` and its own titles."""
+    return [
+        rg.TermsMetadataProperty(client=client, name=prefix + "against_model", title=titles[0], options=["yes", "no"]),
+        rg.TermsMetadataProperty(client=client, name=prefix + "model_prefers", title=titles[1], options=list(labels)),
+    ]
+
+
 def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, dataset_name: str,
                     reliability: dict | None = None) -> rg.Settings:
     """Settings of the dataset `icm push` writes: prompt fields, one LabelQuestion, filterable metadata.
@@ -194,10 +207,7 @@ def review_settings(client: rg.Argilla, task: Task, model: str, rule: str, datas
         rg.FloatMetadataProperty(client=client, name="confidence", title="ICM confidence", min=0.0, max=1.0),
         rg.TermsMetadataProperty(client=client, name="in_flagged_pair", title="In a flagged pair", options=["yes", "no"]),
         # added by the reliability check; a dataset pushed before it gets them on its next push (add_missing_metadata)
-        rg.TermsMetadataProperty(client=client, name="against_model", title="Model prefers another label",
-                                 options=["yes", "no"]),
-        rg.TermsMetadataProperty(client=client, name="model_prefers", title="Label the model prefers",
-                                 options=list(label_values(task))),
+        *reliability_metadata(client, label_values(task)),
     ]
     if task.key is not None:
         metadata.append(rg.TermsMetadataProperty(client=client, name="consistency_key", title="Consistency key"))

@@ -32,11 +32,17 @@ from icm_plugin.core.tasks import Task
 from icm_plugin.errors import ICMError
 from icm_plugin.integrations.argilla.answers import label_map, label_question
 from icm_plugin.integrations.argilla.client import argilla_errors, find_dataset, workspace_name
-from icm_plugin.integrations.argilla.review import agent_name, log_records, update_settings
+from icm_plugin.integrations.argilla.review import (
+    against_model_metadata,
+    agent_name,
+    log_records,
+    update_settings,
+)
 from icm_plugin.integrations.argilla.schema import (
     metadata_problems,
     plain_text,
     prompt_fields,
+    reliability_metadata,
     reliability_section,
 )
 
@@ -46,6 +52,7 @@ DEFAULT_METADATA = {"consistency_id": ("consistency_id", "consistency_group"), "
 # the record metadata the write-back adds (prefixed: the dataset is the user's and may have an `against_model`)
 METADATA_PREFIX = "icm_"
 AGAINST_MODEL, MODEL_PREFERS = METADATA_PREFIX + "against_model", METADATA_PREFIX + "model_prefers"
+METADATA_TITLES = ("ICM: model prefers another label", "ICM: label the model prefers")
 # the lines that open and close the section ICM writes at the end of the user's guidelines (a re-run replaces it)
 SECTION_HEADING = "## ICM reliability"
 SECTION_END = ("*End of the ICM reliability section: each `icm label --argilla-dataset` run rewrites it, from its "
@@ -194,16 +201,6 @@ def _dataset(client: rg.Argilla, name: str, workspace: str | None) -> rg.Dataset
     return ds
 
 
-def reliability_metadata(client: rg.Argilla, labels: list[str]) -> list[rg.MetadataType]:
-    """The metadata properties the write-back fills (``labels``: the question's label values)."""
-    return [
-        rg.TermsMetadataProperty(client=client, name=AGAINST_MODEL, title="ICM: model prefers another label",
-                                 options=["yes", "no"]),
-        rg.TermsMetadataProperty(client=client, name=MODEL_PREFERS, title="ICM: label the model prefers",
-                                 options=list(labels)),
-    ]
-
-
 def icm_section(run: RunFolder, question: str) -> str:
     """The "ICM reliability" section for the user's guidelines: ``reliability_section`` under ``SECTION_HEADING``
     with the prefixed metadata names, the run's agent, and ``SECTION_END``."""
@@ -253,7 +250,8 @@ def write_suggestions(client: rg.Argilla, run: RunFolder, name: str, workspace: 
             values = {y: v for v, y in label_map(q, name, true_label).items()}
         if run.model_checked:  # the properties first: a record's metadata must have one (unless extra is allowed)
             wanted = rg.Settings(guidelines=ds.settings.guidelines,
-                                 metadata=reliability_metadata(client, [str(v) for v in q.labels]))
+                                 metadata=reliability_metadata(client, [str(v) for v in q.labels], METADATA_PREFIX,
+                                                               METADATA_TITLES))
             problems = metadata_problems(ds.settings, wanted)
             if problems:
                 raise ICMError(f"dataset {name!r} cannot take ICM's reliability metadata: {'; '.join(problems)}. "
@@ -265,11 +263,8 @@ def write_suggestions(client: rg.Argilla, run: RunFolder, name: str, workspace: 
             if rid not in run.labels:
                 continue
             metadata = {k: v for k, v in dict(record.metadata).items() if k not in (AGAINST_MODEL, MODEL_PREFERS)}
-            if rid in run.model_checked:  # runs from before the reliability check: unknown, so no value
-                metadata[AGAINST_MODEL] = "yes" if rid in run.against_model else "no"
-                against += rid in run.against_model
-                if run.against_model.get(rid) is not None:
-                    metadata[MODEL_PREFERS] = values[run.against_model[rid]]
+            metadata |= against_model_metadata(run, rid, values, METADATA_PREFIX)
+            against += metadata.get(AGAINST_MODEL) == "yes"
             updated.append(rg.Record(
                 id=record.id,
                 _server_id=record._server_id,
