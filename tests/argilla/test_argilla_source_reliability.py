@@ -11,6 +11,7 @@ from pathlib import Path
 
 import argilla as rg
 import pytest
+from test_argilla_loop import SOURCE  # the user's records: id, prompt, answer, group
 
 from icm_plugin.cli.main import build_parser
 from icm_plugin.core.run_folder import RunFolder
@@ -27,13 +28,6 @@ from icm_plugin.integrations.argilla.source import (
 
 pytestmark = pytest.mark.argilla
 
-SOURCE = [
-    # id, prompt, answer, group
-    ("r-paris", "What is the capital of France?", "Paris", "g1"),
-    ("r-lyon", "What is the capital of France?", "Lyon", "g1"),
-    ("r-eight", "How many legs does a spider have?", "Eight", "g2"),
-    ("r-six", "How many legs does a spider have?", "Six", "g2"),
-]
 LABELS = {"r-paris": 1, "r-lyon": 0, "r-eight": 0, "r-six": 1}  # ICM's labels (facts: 1 = True = "yes")
 AGAINST = {"r-eight": 1, "r-six": 0}  # the records the model itself disputes, with the label index it prefers
 REASONS = ["ICM agrees with asking the model once (zero-shot + rule) on only 50% of the examples",
