@@ -78,10 +78,17 @@ def assess(icm: Any, examples: Sequence[Example], labels: Sequence[int], zero_sh
         "against_model": len(records) / len(examples),
         "majority_share": float(np.max(np.bincount(np.asarray(labels, dtype=int), minlength=k))) / len(examples),
     }
+    return verdict(signals, limits) | {"records": records}
+
+
+def verdict(signals: dict[str, float | None], limits: dict[str, float] | None = None) -> dict[str, Any]:
+    """The verdict on these signals under ``limits`` (``THRESHOLDS``): ``{"flag", "reasons", "signals",
+    "thresholds"}``, the signals rounded to 4 places."""
+    limits = dict(THRESHOLDS if limits is None else limits)
     reasons = judge(signals, limits)
     return {"flag": bool(reasons), "reasons": reasons,
             "signals": {key: (None if v is None else round(float(v), 4)) for key, v in signals.items()},
-            "thresholds": limits, "records": records}
+            "thresholds": limits}
 
 
 def judge(signals: dict[str, float | None], limits: dict[str, float] | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import argilla as rg
 import pytest
+from verdict_marks import PASSED, mark_verdict
 
 from icm_plugin.core.run_folder import RunFolder
 from icm_plugin.errors import ICMError
@@ -21,24 +22,15 @@ pytestmark = pytest.mark.argilla
 QUIET = {"echo": lambda _msg: None}
 # ids of conftest.FACTS the model disputes, with the label index it prefers
 AGAINST = {"q2-2": 0, "q3-5": 1}
-REASONS = ["ICM agrees with asking the model once (zero-shot + rule) on only 33% of the examples",
-           "33% of the labels are ones the model itself finds less likely than another given the final demonstrations"]
+SIGNALS = {"agreement": 0.3333, "margin": 1.25}  # agreement past its threshold, the margin not
 
 
-def _reliable(folder: Path, against: dict[str, int] = AGAINST, flag: bool = True) -> Path:
+def _reliable(folder: Path, against: dict[str, int] = AGAINST, signals: dict = SIGNALS) -> Path:
     """Add what `icm label` now writes to a conftest run folder: per-record marks and report.json's verdict."""
     rows = [json.loads(line) for line in (folder / "labels.jsonl").read_text().splitlines()]
-    for row in rows:
-        row["against_model"] = row["id"] in against
-        if row["id"] in against:
-            row["model_prefers"] = against[row["id"]]
-    (folder / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = json.loads((folder / "report.json").read_text())
-    report["reliability"] = {
-        "flag": flag, "reasons": REASONS if flag else [],
-        "signals": {"agreement_zero_shot_rule": 0.3333, "margin": 1.25, "against_model": len(against) / len(rows)},
-        "thresholds": {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0.25},
-        "records_against_model": len(against)}
+    report["reliability"] = mark_verdict(rows, against, **signals)
+    (folder / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "report.json").write_text(json.dumps(report))
     return folder
 
@@ -86,17 +78,19 @@ def test_flagged_run_marks_disputed_records_and_warns_in_guidelines(client, tmp_
     guidelines = ds.settings.guidelines
     assert guidelines.startswith(WARNING)
     assert "## Reliability" in guidelines and "Verdict: flagged" in guidelines
-    assert all(reason in guidelines for reason in REASONS)
+    reasons = run.report["reliability"]["reasons"]
+    assert len(reasons) == 2 and all(reason in guidelines for reason in reasons)  # agreement, against the model
     assert "`agreement_zero_shot_rule` = 0.33 (flagged below 0.6)" in guidelines
     assert "`margin` = 1.25" in guidelines and "`against_model` = 0.33" in guidelines
     assert "Below 1/2 (0.50) the model itself prefers another label" in guidelines
 
 
 def test_run_not_flagged_has_no_warning(client, tmp_path, make_run, dataset_name):
-    push_run(client, RunFolder.read(_reliable(make_run(tmp_path / "run"), flag=False)), dataset_name, **QUIET)
+    run = _reliable(make_run(tmp_path / "run"), against={"q2-2": 0}, signals=PASSED)  # 1 of 6 against the model
+    push_run(client, RunFolder.read(run), dataset_name, **QUIET)
     guidelines = find_dataset(client, dataset_name, "argilla").settings.guidelines
     assert "WARNING" not in guidelines and "Verdict: not flagged" in guidelines
-    assert _against_ids(client, dataset_name) == sorted(AGAINST)  # the records are marked all the same
+    assert _against_ids(client, dataset_name) == ["q2-2"]  # the record is marked all the same
 
 
 def test_run_from_before_the_check_pushes_without_values(client, run_dir, dataset_name):
@@ -140,7 +134,7 @@ def test_dataset_pushed_before_the_check_gets_the_properties(client, tmp_path, m
 def test_repush_replaces_the_marks(client, tmp_path, make_run, dataset_name):
     """A record the model no longer disputes loses `model_prefers`; the guidelines follow the last run."""
     push_run(client, RunFolder.read(_reliable(make_run(tmp_path / "first"))), dataset_name, **QUIET)
-    push_run(client, RunFolder.read(_reliable(make_run(tmp_path / "second"), against={"q1-0": 0}, flag=False)),
+    push_run(client, RunFolder.read(_reliable(make_run(tmp_path / "second"), against={"q1-0": 0}, signals=PASSED)),
              dataset_name, **QUIET)
     records = _records(client, dataset_name)
     assert len(records) == 6

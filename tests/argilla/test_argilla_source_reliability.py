@@ -12,6 +12,7 @@ from pathlib import Path
 import argilla as rg
 import pytest
 from test_argilla_loop import SOURCE  # the user's records: id, prompt, answer, group
+from verdict_marks import FLAGGED, PASSED, mark_verdict
 
 from icm_plugin.cli.main import build_parser
 from icm_plugin.core.run_folder import RunFolder
@@ -30,8 +31,7 @@ pytestmark = pytest.mark.argilla
 
 LABELS = {"r-paris": 1, "r-lyon": 0, "r-eight": 0, "r-six": 1}  # ICM's labels (facts: 1 = True = "yes")
 AGAINST = {"r-eight": 1, "r-six": 0}  # the records the model itself disputes, with the label index it prefers
-REASONS = ["ICM agrees with asking the model once (zero-shot + rule) on only 50% of the examples",
-           "50% of the labels are ones the model itself finds less likely than another given the final demonstrations"]
+REASONS = mark_verdict([{"id": i} for i in LABELS], AGAINST, **FLAGGED)["reasons"]  # agreement, margin, against
 OWN_GUIDELINES = "Our own rules: answer `yes` when the answer is right.\n\n* Be careful with <b>trick</b> questions."
 MAP = "question=prompt,choice=answer,consistency_id=metadata.group"
 
@@ -55,28 +55,17 @@ def _args(name: str, server_args: list[str]):
                                       "--field-map", MAP, *server_args])
 
 
-def _run(folder: Path, args, against: dict[str, int] | None = AGAINST, flag: bool = True) -> Path:
+def _run(folder: Path, args, against: dict[str, int] | None = AGAINST, signals: dict = FLAGGED) -> Path:
     """The run folder `icm label` writes for the dataset's pool; ``against`` None: a run from before the
     reliability check (no per-record marks, no verdict in report.json)."""
     examples = argilla_cli.load_pool(args, get_task("facts"))
     folder.mkdir(parents=True)
     (folder / "examples.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in examples))
-    rows = []
-    for e in examples:
-        row = {"id": e.id, "label": LABELS[e.id], "confidence": 0.8}
-        if against is not None:
-            row["against_model"] = e.id in against
-            if e.id in against:
-                row["model_prefers"] = against[e.id]
-        rows.append(row)
-    (folder / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = [{"id": e.id, "label": LABELS[e.id], "confidence": 0.8} for e in examples]
     report = {"task": "facts", "model": "tiny-model"}
     if against is not None:
-        report["reliability"] = {
-            "flag": flag, "reasons": REASONS if flag else [],
-            "signals": {"agreement_zero_shot_rule": 0.5, "margin": 0.2, "against_model": len(against) / len(rows)},
-            "thresholds": {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0.25},
-            "records_against_model": len(against)}
+        report["reliability"] = mark_verdict(rows, against, **signals)
+    (folder / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "report.json").write_text(json.dumps(report))
     return folder
 
@@ -156,7 +145,7 @@ def test_running_twice_leaves_one_section_and_no_duplicates(client, dataset_name
     ds.records.log([record])
 
     capsys.readouterr()
-    argilla_cli.after_label(args, _run(tmp_path / "second", args, against={"r-paris": 0}, flag=False))
+    argilla_cli.after_label(args, _run(tmp_path / "second", args, against={"r-paris": 0}, signals=PASSED))
     out = capsys.readouterr().out
 
     guidelines = find_dataset(client, dataset_name, "argilla").settings.guidelines
