@@ -42,7 +42,7 @@ from icm_plugin.core.tasks import get_task
 from icm_plugin.method.baselines import zero_shot_scores
 from icm_plugin.method.bootstrap import Bootstrap, rule_decode
 from icm_plugin.method.objective import group_requests
-from icm_plugin.method.reliability import THRESHOLDS, assess, judge
+from icm_plugin.method.reliability import THRESHOLDS, assess, judge, rotated_within
 from icm_plugin.method.search import ICM, ICMConfig
 
 
@@ -59,11 +59,7 @@ def draw_pool(examples: list[Example], pairs: int, seed: int) -> list[Example]:
 
 def flipped(labels: list[int], pool: list[Example]) -> list[int]:
     """Gold with every group's labels rotated by one member (for pairs: swapped): just as consistent."""
-    out = list(labels)
-    for ms in Groups(pool).members.values():
-        for a, b in zip(ms, ms[1:] + ms[:1], strict=True):
-            out[a] = labels[b]
-    return out
+    return rotated_within(labels, Groups(pool))
 
 
 def parse_setting(spec: str) -> tuple[str, ICMConfig]:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 from scripted import ScriptedScorer
 
-from icm_plugin.core.examples import Example
+from icm_plugin.core.examples import Example, Groups
 from icm_plugin.core.tasks import get_task
-from icm_plugin.method.reliability import THRESHOLDS, assess, merge_reliability, report_reliability, rotated
+from icm_plugin.method.reliability import (
+    THRESHOLDS,
+    assess,
+    merge_reliability,
+    report_reliability,
+    rotated,
+    rotated_within,
+)
 from icm_plugin.method.search import ICM, ICMConfig
 
 TASK = get_task("facts")
@@ -31,6 +38,9 @@ def test_rotation_keeps_each_group_consistent_and_changes_every_label_it_can():
     assert out[4:7] == [0, 0, 1]  # the triple rotated by one member: still exactly one True
     assert out[7] == 0  # alone: the next label
     assert rotated([2, 0, 3], [Example(id=str(i), question="q", choice="c") for i in range(3)], 4) == [3, 1, 0]
+    # the benchmark's gold rotation: the same inside groups, a group of one or of one label left as it is
+    assert rotated_within(labels, Groups(exs)) == out[:7] + [1]
+    assert rotated_within([0, 0, 1, 0], Groups(pairs(2))) == [0, 0, 0, 1]
 
 
 def test_a_model_that_knows_is_not_flagged():

@@ -37,18 +37,25 @@ from icm_plugin.core.examples import Example, Groups
 THRESHOLDS = {"agreement_zero_shot_rule": 0.6, "margin": 0.5, "against_model": 0.25, "majority_share": 0.9}
 
 
-def rotated(labels: Sequence[int], examples: Sequence[Example], k: int) -> list[int]:
-    """Every consistency group's labels rotated by one member (for pairs: swapped), keeping the rule's
-    consistency; a group of one, or one whose members all share a label (where rotating would change nothing),
-    gets the next label ((y + 1) mod k) on every member."""
+def rotated_within(labels: Sequence[int], groups: Groups) -> list[int]:
+    """Every consistency group's labels rotated by one member (for pairs: swapped): a labelling exactly as
+    consistent as ``labels``. A group of one, or one whose members all share a label, is left as it is."""
     out = list(labels)
-    for ms in Groups(examples).members.values():
+    for ms in groups.members.values():
+        for a, b in zip(ms, ms[1:] + ms[:1], strict=True):
+            out[a] = labels[b]
+    return out
+
+
+def rotated(labels: Sequence[int], examples: Sequence[Example], k: int) -> list[int]:
+    """``rotated_within``, and a group of one, or one whose members all share a label (where rotating would
+    change nothing), gets the next label ((y + 1) mod k) on every member."""
+    groups = Groups(examples)
+    out = rotated_within(labels, groups)
+    for ms in groups.members.values():
         if len(ms) == 1 or len({labels[j] for j in ms}) == 1:
             for j in ms:
                 out[j] = (labels[j] + 1) % k
-            continue
-        for a, b in zip(ms, ms[1:] + ms[:1], strict=True):
-            out[a] = labels[b]
     return out
 
 
