@@ -62,6 +62,22 @@ def flipped(labels: list[int], pool: list[Example]) -> list[int]:
     return rotated_within(labels, Groups(pool))
 
 
+def zero_shot_overturns(zs: np.ndarray, pred: list[int], gold: list[int]) -> dict:
+    """Where ICM's labels overturn what the model answers zero-shot, and how sure the model was there: a candidate
+    gold-free signal (a drifting search overturns confident answers, an eliciting one unsure answers), measured
+    here beside the gold it is to be judged by. Confidence: the zero-shot answer's probability, renormalised over
+    the label words."""
+    p = np.exp(zs - zs.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    top, conf = p.argmax(axis=1), p.max(axis=1)
+    over = np.asarray(pred) != top
+    right = top == np.asarray(gold)
+    mean = lambda a: None if not len(a) else float(np.mean(a))  # noqa: E731
+    return {"share": float(over.mean()), "confident_share": float(np.mean(over & (conf >= 0.9))),
+            "confidence_overturned": mean(conf[over]), "confidence_kept": mean(conf[~over]),
+            "zero_shot_right_where_overturned": mean(right[over])}
+
+
 def parse_setting(spec: str) -> tuple[str, ICMConfig]:
     """``default``, ``paper``, or ``name:key=value,...`` (base: default; ``paper=1`` starts from the paper's)."""
     if spec in ("default", "paper"):
@@ -137,7 +153,8 @@ def run_seed(seed: int, args, scorer, task, facts: list[Example], settings) -> d
         rel = assess(icm, pool, pred, zs_rule)  # the verdict `icm label` reports, with no gold
         row[f"icm:{name}"] |= {"reliability": {k: v for k, v in rel.items() if k != "records"}
                                | {"records_marked": len(rel["records"])},
-                               "agreement_bootstrap": accuracy(pred, boot.labels_)}
+                               "agreement_bootstrap": accuracy(pred, boot.labels_),
+                               "zero_shot_overturns": zero_shot_overturns(np.asarray(zs), pred, gold)}
         r = row[f"icm:{name}"]
         say(f"seed {seed}: ICM {name}: acc {r['accuracy']:.3f} U {r['U']:.2f} U(gold) {u_gold:.2f} "
             f"U(flipped) {u_flip:.2f} {r['seconds']:.0f}s {r['token_forwards']} tok, {r['evaluations']} evals, "
