@@ -263,7 +263,33 @@ def reliability_table(files: list[str]) -> str:
     out += ["", f"{runs} runs; {conflicting} both below zero-shot + rule and at or above bootstrap (the two targets "
             "conflict there: counted as should flag); target missed on "
             f"{len(missed)}: {', '.join(missed) or 'none'}"]
-    return "\n".join(out)
+    return "\n".join(out + overturns_table(files))
+
+
+def overturns_table(files: list[str]) -> list[str]:
+    """The runs that recorded ``zero_shot_overturns`` (a candidate signal, not in the verdict): where ICM
+    overturned the model's zero-shot answer, how sure the model had been, and (gold) whether it had been right."""
+    out = []
+    for f in files:
+        blob = json.loads(Path(f).read_text())
+        for row in blob["rows"]:
+            for st in blob["settings"]:
+                r = row[f"icm:{st['name']}"]
+                z = r.get("zero_shot_overturns")
+                if z is None:
+                    continue
+                fig = [("–" if z[k] is None else f"{z[k]:.3f}") for k in (
+                    "share", "confident_share", "confidence_overturned", "confidence_kept",
+                    "zero_shot_right_where_overturned")]
+                out.append(f"| {Path(f).stem} | {row['seed']} | {st['name']} | {r['balanced_accuracy']:.3f} | "
+                           f"{row['zero_shot']['balanced_accuracy']:.3f} | {' | '.join(fig)} |")
+    if not out:
+        return []
+    return ["", "Where ICM overturned the model's zero-shot answer (a candidate signal, not in the verdict; the last "
+            "column needs gold):", "",
+            "| pool | seed | ICM | ICM bal. acc. | zero-shot | overturned | overturned with zero-shot p >= 0.9 | "
+            "zero-shot p where overturned | where kept | zero-shot right where overturned |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"] + out
 
 
 def summary_table(files: list[str]) -> str:
