@@ -239,6 +239,9 @@ def reliability_table(files: list[str]) -> str:
            "margin | against model | majority share | flag | should flag | should not flag |",
            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     missed, conflicting, runs = [], 0, 0
+    rules = {"today's thresholds": THRESHOLDS,
+             "margin and majority_share only": {k: THRESHOLDS[k] for k in ("margin", "majority_share")}}
+    counts = {name: [0, 0, 0, 0] for name in rules}  # flagged/should flag, flagged/should not flag
     for f in files:
         blob = json.loads(Path(f).read_text())
         for row in blob["rows"]:
@@ -253,6 +256,13 @@ def reliability_table(files: list[str]) -> str:
                 flag = bool(judge(sig))
                 should, should_not = b < zr, b >= bs
                 conflicting += should and should_not
+                for name, limits in rules.items():
+                    fired = bool(judge(sig, limits))
+                    c = counts[name]
+                    if should:
+                        c[0], c[1] = c[0] + fired, c[1] + 1
+                    elif should_not:
+                        c[2], c[3] = c[2] + fired, c[3] + 1
                 if (should and not flag) or (should_not and not should and flag):
                     missed.append(f"{Path(f).stem} seed {row['seed']} {st['name']}")
                 agree = "–" if sig["agreement_zero_shot_rule"] is None else f"{sig['agreement_zero_shot_rule']:.3f}"
@@ -262,7 +272,9 @@ def reliability_table(files: list[str]) -> str:
                            f"{'yes' if flag else 'no'} | {'yes' if should else 'no'} | {'yes' if should_not else 'no'} |")
     out += ["", f"{runs} runs; {conflicting} both below zero-shot + rule and at or above bootstrap (the two targets "
             "conflict there: counted as should flag); target missed on "
-            f"{len(missed)}: {', '.join(missed) or 'none'}"]
+            f"{len(missed)}: {', '.join(missed) or 'none'}", ""]
+    out += [f"- {name}: flagged on {c[0]} of the {c[1]} runs below zero-shot + rule, and on {c[2]} of the {c[3]} "
+            "at or above bootstrap (and not below zero-shot + rule)" for name, c in counts.items()]
     return "\n".join(out + overturns_table(files))
 
 

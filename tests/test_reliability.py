@@ -10,6 +10,7 @@ from icm_plugin.core.tasks import get_task
 from icm_plugin.method.reliability import (
     THRESHOLDS,
     assess,
+    judge,
     merge_reliability,
     report_reliability,
     rotated,
@@ -73,6 +74,14 @@ def test_far_from_asking_once_is_flagged_and_labels_against_the_model_are_marked
     assert verdict["flag"] and any("less likely" in r for r in verdict["reasons"])
     far = assess(icm, exs, icm.labels_, [1 - y for y in icm.labels_])  # asking once said the opposite everywhere
     assert far["signals"]["agreement_zero_shot_rule"] == 0.0 and any("zero-shot" in r for r in far["reasons"])
+
+
+def test_a_signal_without_a_threshold_never_flags():
+    worst = {"agreement_zero_shot_rule": 0.0, "margin": 0.0, "against_model": 1.0, "majority_share": 1.0}
+    assert len(judge(worst)) == 4
+    only_margin = judge(worst, {"margin": 0.5})
+    assert len(only_margin) == 1 and "rotated" in only_margin[0]
+    assert judge(worst | {"margin": None}, {"margin": 0.5}) == []  # not measured
 
 
 def test_batches_merge_to_one_verdict():

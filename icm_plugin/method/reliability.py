@@ -99,21 +99,27 @@ def verdict(signals: dict[str, float | None], limits: dict[str, float] | None = 
 
 
 def judge(signals: dict[str, float | None], limits: dict[str, float] | None = None) -> list[str]:
-    """The reasons to flag a run with these signals (none: not flagged), under ``limits`` (``THRESHOLDS``)."""
+    """The reasons to flag a run with these signals (none: not flagged), under ``limits`` (``THRESHOLDS``); a
+    signal with no limit there, or not measured (None), never flags."""
     limits = THRESHOLDS if limits is None else limits
+
+    def past(key: str, below: bool) -> float | None:
+        value, limit = signals.get(key), limits.get(key)
+        if value is None or limit is None:
+            return None
+        return value if (value < limit if below else value > limit) else None
+
     reasons = []
-    agree = signals.get("agreement_zero_shot_rule")
-    if agree is not None and agree < limits["agreement_zero_shot_rule"]:
+    if (agree := past("agreement_zero_shot_rule", below=True)) is not None:
         reasons.append(f"ICM agrees with asking the model once (zero-shot + rule) on only {agree:.0%} of the "
                        "examples")
-    if signals["margin"] < limits["margin"]:
+    if (margin := past("margin", below=True)) is not None:
         reasons.append(f"the model prefers these labels to the same labels rotated in each group by only "
-                       f"{signals['margin']:.2f} nats per example")
-    if signals["against_model"] > limits["against_model"]:
-        reasons.append(f"{signals['against_model']:.0%} of the labels are ones the model itself finds less likely "
+                       f"{margin:.2f} nats per example")
+    if (against := past("against_model", below=False)) is not None:
+        reasons.append(f"{against:.0%} of the labels are ones the model itself finds less likely "
                        "than another given the final demonstrations")
-    share = signals.get("majority_share")
-    if share is not None and share > limits.get("majority_share", 1.0):
+    if (share := past("majority_share", below=False)) is not None:
         reasons.append(f"{share:.0%} of the examples got one label: the labelling may have collapsed to one class "
                        "(for a small model a one-class labelling is very predictable)")
     return reasons
