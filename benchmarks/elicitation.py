@@ -229,6 +229,15 @@ def _signals(r: dict) -> dict:
     return sig
 
 
+def _icm_runs(files: list[str]):
+    """Every ICM run of earlier ``--json`` files: (file stem, file, seed row, setting name, the run's figures)."""
+    for f in files:
+        blob = json.loads(Path(f).read_text())
+        for row in blob["rows"]:
+            for st in blob["settings"]:
+                yield Path(f).stem, blob, row, st["name"], row[f"icm:{st['name']}"]
+
+
 def reliability_table(files: list[str]) -> str:
     """One row per pool, seed and ICM setting of earlier ``--json`` files: ICM against zero-shot + rule and
     bootstrap (balanced accuracy, gold), the gold-free signals, and the flag they give under today's
@@ -242,34 +251,29 @@ def reliability_table(files: list[str]) -> str:
     rules = {"today's thresholds": THRESHOLDS,
              "margin and majority_share only": {k: THRESHOLDS[k] for k in ("margin", "majority_share")}}
     counts = {name: [0, 0, 0, 0] for name in rules}  # flagged/should flag, flagged/should not flag
-    for f in files:
-        blob = json.loads(Path(f).read_text())
-        for row in blob["rows"]:
-            for st in blob["settings"]:
-                r = row[f"icm:{st['name']}"]
-                if "reliability" not in r:
-                    continue
-                runs += 1
-                b, zr, bs = (r["balanced_accuracy"], row["zero_shot_rule"]["balanced_accuracy"],
-                             row["bootstrap"]["balanced_accuracy"])
-                sig = _signals(r)
-                flag = bool(judge(sig))
-                should, should_not = b < zr, b >= bs
-                conflicting += should and should_not
-                for name, limits in rules.items():
-                    fired = bool(judge(sig, limits))
-                    c = counts[name]
-                    if should:
-                        c[0], c[1] = c[0] + fired, c[1] + 1
-                    elif should_not:
-                        c[2], c[3] = c[2] + fired, c[3] + 1
-                if (should and not flag) or (should_not and not should and flag):
-                    missed.append(f"{Path(f).stem} seed {row['seed']} {st['name']}")
-                agree = "–" if sig["agreement_zero_shot_rule"] is None else f"{sig['agreement_zero_shot_rule']:.3f}"
-                out.append(f"| {Path(f).stem} | {blob.get('model')} | {row['seed']} | {st['name']} | {b:.3f} | "
-                           f"{zr:.3f} | {bs:.3f} | {agree} | {sig['margin']:.3f} | {sig['against_model']:.3f} | "
-                           f"{sig['majority_share']:.3f} | "
-                           f"{'yes' if flag else 'no'} | {'yes' if should else 'no'} | {'yes' if should_not else 'no'} |")
+    for stem, blob, row, name, r in _icm_runs(files):
+        if "reliability" not in r:
+            continue
+        runs += 1
+        b, zr, bs = (r["balanced_accuracy"], row["zero_shot_rule"]["balanced_accuracy"],
+                     row["bootstrap"]["balanced_accuracy"])
+        sig = _signals(r)
+        should, should_not = b < zr, b >= bs
+        conflicting += should and should_not
+        fired = {rule: bool(judge(sig, limits)) for rule, limits in rules.items()}
+        for rule, c in counts.items():
+            if should:
+                c[0], c[1] = c[0] + fired[rule], c[1] + 1
+            elif should_not:
+                c[2], c[3] = c[2] + fired[rule], c[3] + 1
+        flag = fired["today's thresholds"]
+        if (should and not flag) or (should_not and not should and flag):
+            missed.append(f"{stem} seed {row['seed']} {name}")
+        agree = "–" if sig["agreement_zero_shot_rule"] is None else f"{sig['agreement_zero_shot_rule']:.3f}"
+        out.append(f"| {stem} | {blob.get('model')} | {row['seed']} | {name} | {b:.3f} | "
+                   f"{zr:.3f} | {bs:.3f} | {agree} | {sig['margin']:.3f} | {sig['against_model']:.3f} | "
+                   f"{sig['majority_share']:.3f} | "
+                   f"{'yes' if flag else 'no'} | {'yes' if should else 'no'} | {'yes' if should_not else 'no'} |")
     out += ["", f"{runs} runs; {conflicting} both below zero-shot + rule and at or above bootstrap (the two targets "
             "conflict there: counted as should flag); target missed on "
             f"{len(missed)}: {', '.join(missed) or 'none'}", ""]
@@ -282,19 +286,14 @@ def overturns_table(files: list[str]) -> list[str]:
     """The runs that recorded ``zero_shot_overturns`` (a candidate signal, not in the verdict): where ICM
     overturned the model's zero-shot answer, how sure the model had been, and (gold) whether it had been right."""
     out = []
-    for f in files:
-        blob = json.loads(Path(f).read_text())
-        for row in blob["rows"]:
-            for st in blob["settings"]:
-                r = row[f"icm:{st['name']}"]
-                z = r.get("zero_shot_overturns")
-                if z is None:
-                    continue
-                fig = [("–" if z[k] is None else f"{z[k]:.3f}") for k in (
-                    "share", "confident_share", "confidence_overturned", "confidence_kept",
-                    "zero_shot_right_where_overturned")]
-                out.append(f"| {Path(f).stem} | {row['seed']} | {st['name']} | {r['balanced_accuracy']:.3f} | "
-                           f"{row['zero_shot']['balanced_accuracy']:.3f} | {' | '.join(fig)} |")
+    for stem, _, row, name, r in _icm_runs(files):
+        z = r.get("zero_shot_overturns")
+        if z is None:
+            continue
+        fig = [("–" if z[k] is None else f"{z[k]:.3f}") for k in (
+            "share", "confident_share", "confidence_overturned", "confidence_kept", "zero_shot_right_where_overturned")]
+        out.append(f"| {stem} | {row['seed']} | {name} | {r['balanced_accuracy']:.3f} | "
+                   f"{row['zero_shot']['balanced_accuracy']:.3f} | {' | '.join(fig)} |")
     if not out:
         return []
     return ["", "Where ICM overturned the model's zero-shot answer (a candidate signal, not in the verdict; the last "
