@@ -148,6 +148,7 @@ def run_seed(seed: int, args, scorer, task, facts: list[Example], settings) -> d
             "accepted": icm.accepted_, "converged": icm.converged_,
             "label_shares": [float(np.mean(np.asarray(pred) == j)) for j in range(task.k)],
             "agreement_zero_shot_rule": accuracy(pred, zs_rule), "inconsistencies": icm.inconsistencies_,
+            "labels": [int(x) for x in pred],  # in the seed's pool order: two settings of one seed compare
             "steps_detail": [{k: h.get(k) for k in ("iteration", "T", "dU", "accepted", "judged", "labelled", "U")}
                              for h in icm.history_[1:]]}
         rel = assess(icm, pool, pred, zs_rule)  # the verdict `icm label` reports, with no gold
@@ -279,7 +280,7 @@ def reliability_table(files: list[str]) -> str:
             f"{len(missed)}: {', '.join(missed) or 'none'}", ""]
     out += [f"- {name}: flagged on {c[0]} of the {c[1]} runs below zero-shot + rule, and on {c[2]} of the {c[3]} "
             "at or above bootstrap (and not below zero-shot + rule)" for name, c in counts.items()]
-    return "\n".join(out + overturns_table(files))
+    return "\n".join(out + overturns_table(files) + starts_table(files))
 
 
 def overturns_table(files: list[str]) -> list[str]:
@@ -301,6 +302,29 @@ def overturns_table(files: list[str]) -> list[str]:
             "| pool | seed | ICM | ICM bal. acc. | zero-shot | overturned | overturned with zero-shot p >= 0.9 | "
             "zero-shot p where overturned | where kept | zero-shot right where overturned |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"] + out
+
+
+def starts_table(files: list[str]) -> list[str]:
+    """Seeds where more than one ICM setting recorded its labels (a candidate signal, not in the verdict): the
+    share of examples where each setting's labels equal the first setting's (searches of one pool from
+    different starts: where they end apart, the objective's maximum was not found or is not one labelling)."""
+    out = []
+    for f in files:
+        blob = json.loads(Path(f).read_text())
+        for row in blob["rows"]:
+            runs = [(st["name"], row[f"icm:{st['name']}"]) for st in blob["settings"]
+                    if "labels" in row.get(f"icm:{st['name']}", {})]
+            for name, r in runs[1:]:
+                first, r0 = runs[0]
+                agree = accuracy(r["labels"], r0["labels"])
+                out.append(f"| {Path(f).stem} | {row['seed']} | {first} | {r0['balanced_accuracy']:.3f} | "
+                           f"{r0['U']:.2f} | {name} | {r['balanced_accuracy']:.3f} | {r['U']:.2f} | {agree:.3f} | "
+                           f"{'yes' if bool(judge(_signals(r0))) else 'no'} |")
+    if not out:
+        return []
+    return ["", "Searches of one pool from different starts (a candidate signal, not in the verdict):", "",
+            "| pool | seed | ICM | bal. acc. | U | other start | bal. acc. | U | agreement | first flagged today |",
+            "|---|---:|---|---:|---:|---|---:|---:|---:|---|"] + out
 
 
 def summary_table(files: list[str]) -> str:
