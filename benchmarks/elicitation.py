@@ -17,6 +17,8 @@ the packaged facts by default). Any task file works, with any number of labels. 
 - each ICM setting (``default`` = ``ICMConfig()``, ``paper`` = ``ICMConfig.paper()``, or ``name:key=value,...``
   overrides of ``ICMConfig``): accuracy, balanced accuracy, and U of its result, of gold and of gold with every
   group flipped, all under that run's own objective and layout; seconds and token-forwards of the search.
+  A setting's ``seed=N`` offsets its search seed from the pool's (``other-seed:seed=100``: the same pool,
+  searched with seed + 100: another start and layout).
 
 Gold labels are used for scoring only, never by a method (the golden row is the ceiling, not a method).
 """
@@ -139,7 +141,7 @@ def run_seed(seed: int, args, scorer, task, facts: list[Example], settings) -> d
     say(f"seed {seed}: golden, own group hidden {row['golden_hidden']['accuracy']:.3f}")
 
     for name, cfg in settings:
-        icm = ICM(scorer, task, replace(cfg, seed=seed)).fit(pool, progress=not args.quiet)
+        icm = ICM(scorer, task, replace(cfg, seed=seed + cfg.seed)).fit(pool, progress=not args.quiet)
         pred = icm.labels_
         u_gold, u_flip = icm.evaluate(gold).U, icm.evaluate(flipped(gold, pool)).U
         row[f"icm:{name}"] = scores_row(pred, gold) | {
@@ -322,8 +324,8 @@ def starts_table(files: list[str]) -> list[str]:
                            f"{'yes' if bool(judge(_signals(r0))) else 'no'} |")
     if not out:
         return []
-    return ["", "Searches of one pool from different starts (a candidate signal, not in the verdict):", "",
-            "| pool | seed | ICM | bal. acc. | U | other start | bal. acc. | U | agreement | first flagged today |",
+    return ["", "Searches of one pool from different starts or seeds (a candidate signal, not in the verdict):", "",
+            "| pool | seed | ICM | bal. acc. | U | other search | bal. acc. | U | agreement | first flagged today |",
             "|---|---:|---|---:|---:|---|---:|---:|---:|---|"] + out
 
 
