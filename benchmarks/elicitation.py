@@ -310,18 +310,16 @@ def starts_table(files: list[str]) -> list[str]:
     """Seeds where more than one ICM setting recorded its labels (a candidate signal, not in the verdict): the
     share of examples where each setting's labels equal the first setting's (searches of one pool from
     different starts: where they end apart, the objective's maximum was not found or is not one labelling)."""
+    by_seed: dict[tuple[str, int], list[tuple[str, dict]]] = {}
+    for stem, _, row, name, r in _icm_runs(files):
+        if "labels" in r:
+            by_seed.setdefault((stem, row["seed"]), []).append((name, r))
     out = []
-    for f in files:
-        blob = json.loads(Path(f).read_text())
-        for row in blob["rows"]:
-            runs = [(st["name"], row[f"icm:{st['name']}"]) for st in blob["settings"]
-                    if "labels" in row.get(f"icm:{st['name']}", {})]
-            for name, r in runs[1:]:
-                first, r0 = runs[0]
-                agree = accuracy(r["labels"], r0["labels"])
-                out.append(f"| {Path(f).stem} | {row['seed']} | {first} | {r0['balanced_accuracy']:.3f} | "
-                           f"{r0['U']:.2f} | {name} | {r['balanced_accuracy']:.3f} | {r['U']:.2f} | {agree:.3f} | "
-                           f"{'yes' if bool(judge(_signals(r0))) else 'no'} |")
+    for (stem, seed), ((first, r0), *others) in by_seed.items():
+        for name, r in others:
+            out.append(f"| {stem} | {seed} | {first} | {r0['balanced_accuracy']:.3f} | {r0['U']:.2f} | {name} | "
+                       f"{r['balanced_accuracy']:.3f} | {r['U']:.2f} | {accuracy(r['labels'], r0['labels']):.3f} | "
+                       f"{'yes' if judge(_signals(r0)) else 'no'} |")
     if not out:
         return []
     return ["", "Searches of one pool from different starts or seeds (a candidate signal, not in the verdict):", "",
