@@ -254,7 +254,8 @@ def reliability_table(files: list[str]) -> str:
     rules = {"today's thresholds": THRESHOLDS,
              "margin and majority_share only": {k: THRESHOLDS[k] for k in ("margin", "majority_share")}}
     counts = {name: [0, 0, 0, 0] for name in rules}  # flagged/should flag, flagged/should not flag
-    for stem, blob, row, name, r in _icm_runs(files):
+    icm_runs = list(_icm_runs(files))  # the files are read once for all three tables
+    for stem, blob, row, name, r in icm_runs:
         if "reliability" not in r:
             continue
         runs += 1
@@ -282,14 +283,15 @@ def reliability_table(files: list[str]) -> str:
             f"{len(missed)}: {', '.join(missed) or 'none'}", ""]
     out += [f"- {name}: flagged on {c[0]} of the {c[1]} runs below zero-shot + rule, and on {c[2]} of the {c[3]} "
             "at or above bootstrap (and not below zero-shot + rule)" for name, c in counts.items()]
-    return "\n".join(out + overturns_table(files) + starts_table(files))
+    return "\n".join(out + overturns_table(icm_runs) + starts_table(icm_runs))
 
 
-def overturns_table(files: list[str]) -> list[str]:
+def overturns_table(icm_runs: list[tuple]) -> list[str]:
     """The runs that recorded ``zero_shot_overturns`` (a candidate signal, not in the verdict): where ICM
-    overturned the model's zero-shot answer, how sure the model had been, and (gold) whether it had been right."""
+    overturned the model's zero-shot answer, how sure the model had been, and (gold) whether it had been right.
+    ``icm_runs``: ``_icm_runs`` of the files."""
     out = []
-    for stem, _, row, name, r in _icm_runs(files):
+    for stem, _, row, name, r in icm_runs:
         z = r.get("zero_shot_overturns")
         if z is None:
             continue
@@ -306,12 +308,13 @@ def overturns_table(files: list[str]) -> list[str]:
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"] + out
 
 
-def starts_table(files: list[str]) -> list[str]:
+def starts_table(icm_runs: list[tuple]) -> list[str]:
     """Seeds where more than one ICM setting recorded its labels (a candidate signal, not in the verdict): the
     share of examples where each setting's labels equal the first setting's (searches of one pool from
-    different starts: where they end apart, the objective's maximum was not found or is not one labelling)."""
+    different starts: where they end apart, the objective's maximum was not found or is not one labelling).
+    ``icm_runs``: ``_icm_runs`` of the files."""
     by_seed: dict[tuple[str, int], list[tuple[str, dict]]] = {}
-    for stem, _, row, name, r in _icm_runs(files):
+    for stem, _, row, name, r in icm_runs:
         if "labels" in r:
             by_seed.setdefault((stem, row["seed"]), []).append((name, r))
     out = []
